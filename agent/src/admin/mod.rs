@@ -1,0 +1,1 @@
+//! Admin endpoint: /metrics, /healthz, /readyz, /config_dump.

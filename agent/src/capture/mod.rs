@@ -1,0 +1,1 @@
+//! eBPF transparent capture: loading, attaching, pinning, and original-destination lookup.

@@ -1,0 +1,1 @@
+//! OIDC discovery and the shared per-node JWKS cache.

@@ -1,0 +1,13 @@
+//! Strict JWT validation (RFC 7515, RFC 7519, RFC 8725).
+//!
+//! [`compact`] splits and decodes a compact JWS with no leniency, [`json`] parses JSON that
+//! refuses duplicate members and deep nesting, [`key`] turns JWKs into verifying keys once
+//! per key-set load, and [`validate`] checks signature first, then claims.
+
+mod alg;
+pub mod compact;
+pub mod json;
+pub mod key;
+pub mod validate;
+
+pub use alg::{Algorithm, KeyFamily};

@@ -1,0 +1,1 @@
+//! The enforcing HTTP proxy.

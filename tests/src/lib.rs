@@ -1,0 +1,1 @@
+//! Harness for ward end-to-end tests.
