@@ -6,6 +6,7 @@
 //! deserializing, so their errors carry file:line:column and the field path too.
 
 mod load;
+pub mod locate;
 mod types;
 pub mod watch;
 
