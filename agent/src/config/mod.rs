@@ -7,6 +7,7 @@
 
 mod load;
 pub mod locate;
+pub mod metrics;
 mod types;
 pub mod watch;
 
