@@ -9,5 +9,7 @@ pub mod compact;
 pub mod json;
 pub mod key;
 pub mod validate;
+#[cfg(test)]
+pub(crate) mod testkeys;
 
 pub use alg::{Algorithm, KeyFamily};
