@@ -53,7 +53,7 @@ fn version_str(v: Version) -> &'static str {
 }
 
 fn no_decision(reason: Reason) -> Decision {
-    Decision { reason, policy: None, identity: None, issuer: None, audited_by: Vec::new() }
+    Decision { reason, policy: None, identity: None, issuer: None, audited_by: Vec::new(), cached: false }
 }
 
 pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<ProxyBody> {
