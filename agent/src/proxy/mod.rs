@@ -20,6 +20,8 @@ pub mod metrics;
 pub mod path;
 pub mod respond;
 mod shutdown;
+#[cfg(test)]
+mod tests;
 
 use std::{net::SocketAddr, sync::Arc};
 
