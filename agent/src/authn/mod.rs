@@ -188,3 +188,14 @@ impl KeyResolver for StaticKeys {
 
 #[cfg(test)]
 mod tests;
+
+impl KeyResolver for crate::jwks::KeyStore {
+    fn resolve<'a>(
+        &'a self,
+        issuer: &'a str,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<VerifyingKey>, Reason>> + Send + 'a>> {
+        Box::pin(crate::jwks::KeyStore::resolve(self, issuer, kid, alg))
+    }
+}
