@@ -20,6 +20,7 @@ pub mod capture;
 pub mod config;
 pub mod devidp;
 pub mod enforce;
+pub mod explain;
 pub mod jwks;
 pub mod jwt;
 pub mod metrics;
