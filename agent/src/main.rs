@@ -38,6 +38,8 @@ enum Command {
     },
     /// Print the decision for one request as JSON; exit 0 for allow, 1 otherwise.
     Explain(ward::explain::ExplainArgs),
+    /// Run a development OIDC issuer (FOR DEMOS AND TESTS ONLY, NEVER PRODUCTION).
+    DevIdp(ward::devidp::DevIdpOptions),
 }
 
 fn init_logging(cli: &Cli) {
@@ -87,6 +89,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out = rt.block_on(ward::explain::explain(args))?;
             println!("{}", serde_json::to_string_pretty(&out.json)?);
             Ok(if out.allowed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::DevIdp(ref opts) => {
+            init_logging(&cli);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(opts.listen)
+                    .await
+                    .with_context(|| format!("dev IdP cannot listen on {}", opts.listen))?;
+                ward::devidp::serve(listener, opts.clone()).await.context("dev IdP stopped")
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run { ref config } => {
             init_logging(&cli);
