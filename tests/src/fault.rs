@@ -53,7 +53,7 @@ impl Scrape {
     /// Sum of every series of metric `name` whose labels include all of `labels`
     /// (0 when none exists: counters with a label set appear only once incremented).
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.matching(name, labels).map(|(_, v)| v).sum()
+        self.matching(name, labels).fold(0.0, |acc, (_, v)| acc + v)
     }
 
     /// The value of the one series of `name` with `labels`; panics if absent.
@@ -200,4 +200,163 @@ mod tests {
         assert_eq!(s.get("ward_active_connections", &[]), 3.0);
         assert_eq!(s.sum("ward_requests_total", &[("decision", "forbidden")]), 0.0);
     }
+}
+
+/// Settings of one fault-test stack, written into ward's config.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// The issuer's `jwks:` block, as a YAML flow map.
+    pub jwks: String,
+    /// The `proxy:` block, as a YAML flow map.
+    pub proxy: String,
+    /// `ward dev-idp` arguments.
+    pub idp_args: Vec<String>,
+    /// Point the listener at this address instead of the logging upstream.
+    pub upstream_override: Option<SocketAddr>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            jwks: "{minRefreshSeconds: 1, maxRefreshSeconds: 1, unknownKidCooldownSeconds: 1, fetchTimeoutMillis: 1000}".to_owned(),
+            proxy: "{}".to_owned(),
+            idp_args: ["--alg", "ES256", "--audience", "api", "--max-age", "1"].map(str::to_owned).to_vec(),
+            upstream_override: None,
+        }
+    }
+}
+
+/// ward's config for a fault test: one issuer, a DENY on `/admin*`, an ALLOW for any
+/// authenticated caller, one listener and the admin endpoint.
+pub fn fault_config(issuer: &str, listen: SocketAddr, upstream: SocketAddr, admin: SocketAddr, opts: &StackOptions) -> String {
+    format!(
+        r#"issuers:
+- issuer: "{issuer}"
+  audiences: [api]
+  jwks: {jwks}
+policies:
+- name: deny-admin
+  action: DENY
+  rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
+- name: authenticated
+  action: ALLOW
+  rules: [{{from: [{{source: {{requestPrincipals: ["*"]}}}}]}}]
+listeners:
+- {{name: api, listen: "{listen}", upstream: "{upstream}"}}
+admin: {{listen: "{admin}"}}
+proxy: {proxy}
+audit: {{enabled: false}}
+"#,
+        jwks = opts.jwks,
+        proxy = opts.proxy,
+    )
+}
+
+/// The dev IdP, the logging upstream and ward (listener + admin), all on loopback.
+#[derive(Debug)]
+pub struct FaultStack {
+    pub idp: crate::idp::DevIdp,
+    pub upstream: crate::upstream::Upstream,
+    pub ward: crate::ward::Ward,
+    /// ward's enforcing listener.
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub opts: StackOptions,
+    /// With the IdP started down: a token its first key signed before it was killed.
+    pub minted_before_start: Option<String>,
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], crate::free_port()))
+}
+
+impl FaultStack {
+    /// Start everything; with `idp_up: false` the IdP is started (to get its port and
+    /// issuer) and killed before ward starts, so ward starts with its IdP unreachable.
+    pub async fn start(opts: StackOptions, idp_up: bool) -> Self {
+        let args = opts.idp_args.clone();
+        let mut idp = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::idp::DevIdp::start(&args)
+        })
+        .await
+        .expect("start dev IdP");
+        let mut minted_before_start = None;
+        if !idp_up {
+            minted_before_start = Some(idp.mint(serde_json::json!({"sub": "early", "aud": "api"})).await);
+            idp.stop();
+        }
+        let upstream = crate::upstream::Upstream::start().await;
+        let (addr, admin) = (free_addr(), free_addr());
+        let yaml = fault_config(&idp.issuer, addr, opts.upstream_override.unwrap_or(upstream.addr), admin, &opts);
+        let ward = tokio::task::spawn_blocking(move || crate::ward::Ward::start(&yaml, &[addr, admin])).await.expect("start ward");
+        Self { idp, upstream, ward, addr, admin, opts, minted_before_start }
+    }
+
+    /// The config file text for this stack with other options (for reload tests).
+    pub fn config_with(&self, opts: &StackOptions) -> String {
+        fault_config(&self.idp.issuer, self.addr, opts.upstream_override.unwrap_or(self.upstream.addr), self.admin, opts)
+    }
+
+    /// A valid token for subject `sub` from the IdP's current key.
+    pub async fn token(&self, sub: &str) -> String {
+        self.idp.mint(serde_json::json!({"sub": sub, "aud": "api"})).await
+    }
+
+    pub async fn scrape(&self) -> Scrape {
+        scrape(self.admin).await
+    }
+
+    /// `/readyz` status.
+    pub async fn readyz(&self) -> (u16, String) {
+        admin_get(self.admin, "/readyz").await
+    }
+
+    /// Wait until `/readyz` says ready (keys loaded).
+    pub async fn wait_ready(&self) {
+        wait_for("ward /readyz 200", || async {
+            let (status, body) = self.readyz().await;
+            if status == 200 { Ok(()) } else { Err(format!("{status} {body}")) }
+        })
+        .await
+    }
+
+    /// One request on a fresh connection: the status (None on a transport error).
+    pub async fn status(&self, path: &str, token: Option<&str>) -> Option<u16> {
+        one_request(self.addr, path, token).await
+    }
+
+    /// Requests the upstream received whose `authorization` is not one of `valid`.
+    pub fn unverified_upstream_requests(&self, valid: &std::collections::HashSet<String>) -> Vec<String> {
+        self.upstream
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+                !auth.is_some_and(|t| valid.contains(t))
+            })
+            .map(|r| r.uri)
+            .collect()
+    }
+}
+
+/// One GET on its own connection, `Authorization: Bearer <token>` when given.
+pub async fn one_request(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<u16> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(conn);
+    let mut req = http::Request::get(path).header("host", "api");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = sender.send_request(req.body(Empty::<Bytes>::new()).expect("request")).await.ok()?;
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    Some(status)
+}
+
+/// Seconds since the Unix epoch, as a float (to compare with ward's timestamp gauges).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

@@ -9,9 +9,11 @@
 //!   receives (so tests prove refused requests never reached it);
 //! - [`http`]: a minimal HTTP client; [`verifier`]: ward's key store and authenticator in process.
 
+pub mod fault;
 pub mod http;
 pub mod idp;
 pub mod issuer;
+pub mod load;
 pub mod stack;
 pub mod upstream;
 pub mod verifier;
