@@ -213,6 +213,8 @@ pub struct StackOptions {
     pub idp_args: Vec<String>,
     /// Point the listener at this address instead of the logging upstream.
     pub upstream_override: Option<SocketAddr>,
+    /// More fields of the issuer entry, each line indented by two spaces (`  maxTokenBytes: 10`).
+    pub issuer_extra: String,
 }
 
 impl Default for StackOptions {
@@ -222,6 +224,7 @@ impl Default for StackOptions {
             proxy: "{}".to_owned(),
             idp_args: ["--alg", "ES256", "--audience", "api", "--max-age", "1"].map(str::to_owned).to_vec(),
             upstream_override: None,
+            issuer_extra: String::new(),
         }
     }
 }
@@ -234,7 +237,7 @@ pub fn fault_config(issuer: &str, listen: SocketAddr, upstream: SocketAddr, admi
 - issuer: "{issuer}"
   audiences: [api]
   jwks: {jwks}
-policies:
+{issuer_extra}policies:
 - name: deny-admin
   action: DENY
   rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
@@ -249,6 +252,7 @@ audit: {{enabled: false}}
 "#,
         jwks = opts.jwks,
         proxy = opts.proxy,
+        issuer_extra = opts.issuer_extra,
     )
 }
 
