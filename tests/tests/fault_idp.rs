@@ -95,9 +95,11 @@ async fn idp_down_after_warmup_serves_until_max_staleness_then_503() {
     // The last successful fetch, as ward recorded it (whole seconds, truncated).
     let issuer = stack.idp.issuer.clone();
     let last_ok = stack.scrape().await.get("ward_jwks_last_success_timestamp_seconds", &[("issuer", &issuer)]);
-    wait_for("the first 503 after the staleness limit", || async {
+    // Run well past the latest possible end of the staleness window (see below).
+    let past_window = last_ok + STALENESS + 3.0;
+    wait_for("503s after the staleness limit", || async {
         let n503 = load.snapshot().iter().filter(|o| o.status == Some(503)).count();
-        if n503 >= 50 { Ok(()) } else { Err(format!("{n503} 503s, {}", summary(&load.snapshot()))) }
+        if n503 >= 50 && unix_now() > past_window { Ok(()) } else { Err(format!("{n503} 503s, {}", summary(&load.snapshot()))) }
     })
     .await;
     let m_during = stack.scrape().await;
