@@ -44,8 +44,16 @@ async fn read_to_close(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Status codes of the responses in `answer`, in order. Responses follow each other with
+/// no separator (a body need not end in a newline), so look for `HTTP/1.1 NNN ` anywhere.
 fn status_lines(answer: &str) -> Vec<&str> {
-    answer.lines().filter(|l| l.starts_with("HTTP/1.1 ")).map(|l| &l[9..12]).collect()
+    answer
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| {
+            let code = answer.get(i + 9..i + 12)?;
+            (code.bytes().all(|b| b.is_ascii_digit()) && answer[i + 12..].starts_with(' ')).then_some(code)
+        })
+        .collect()
 }
 
 /// A legitimate client: keep-alive requests with a valid token, all of which must succeed.
@@ -53,9 +61,15 @@ fn legit_load(stack: &FaultStack, token: String) -> Load {
     Load::start(stack.addr, 2, u64::MAX, move |n| Planned { label: "legit", path: format!("/ok/{n}"), token: Some(token.clone()) })
 }
 
-fn assert_legit_served(outcomes: &[ward_e2e::load::Outcome]) {
-    assert!(outcomes.len() >= 10, "the legitimate client barely ran: {}", summary(outcomes));
-    assert!(outcomes.iter().all(|o| o.status == Some(200)), "legitimate requests must be served: {}", summary(outcomes));
+/// Let the legitimate client make at least 20 requests, stop it, check all were served.
+async fn assert_legit_served(legit: Load) {
+    wait_for("legitimate requests", || async {
+        let n = legit.snapshot().len();
+        if n >= 20 { Ok(()) } else { Err(format!("{n} requests")) }
+    })
+    .await;
+    let outcomes = legit.stop().await;
+    assert!(outcomes.iter().all(|o| o.status == Some(200)), "legitimate requests must be served: {}", summary(&outcomes));
 }
 
 fn hostile_opts(proxy: &str) -> StackOptions {
@@ -101,7 +115,7 @@ async fn slowloris_connections_are_cut_at_the_header_timeout() {
     }
     let m = stack.scrape().await;
     assert!(m.sum("ward_requests_total", &[("reason", "header_timeout")]) + m.sum("ward_proxy_rejected_connections_total", &[]) >= 1.0, "{}", m.text);
-    assert_legit_served(&legit.stop().await);
+    assert_legit_served(legit).await;
     assert!(stack.upstream.uris().iter().all(|u| u.starts_with("/ok/")), "only legitimate requests reach the upstream");
     assert!(rss_kib(stack.ward.pid()) < RSS_LIMIT_KIB);
 }
@@ -134,7 +148,7 @@ async fn header_bombs_get_431() {
     }
     let m = stack.scrape().await;
     assert!(m.sum("ward_requests_total", &[("reason", "headers_too_large")]) >= 1.0, "{}", m.text);
-    assert_legit_served(&legit.stop().await);
+    assert_legit_served(legit).await;
     assert!(stack.upstream.uris().iter().all(|u| u.starts_with("/ok/")), "no bomb may reach the upstream");
     assert!(rss_kib(stack.ward.pid()) < RSS_LIMIT_KIB, "RSS after header bombs: {} KiB", rss_kib(stack.ward.pid()));
 }
@@ -231,7 +245,7 @@ async fn pipelined_garbage_is_refused_and_nothing_unverified_is_forwarded() {
     ] {
         let _ = exchange(stack.addr, smuggle.as_bytes()).await;
     }
-    assert_legit_served(&legit.stop().await);
+    assert_legit_served(legit).await;
     let uris = stack.upstream.uris();
     assert!(!uris.iter().any(|u| u.contains("no-token") || u.contains("after-garbage") || u.contains("smuggled")), "unverified request forwarded: {uris:?}");
     let valid = std::collections::HashSet::from([token]);
@@ -310,7 +324,7 @@ async fn megabyte_tokens_and_deeply_nested_claims_are_refused_with_bounded_memor
     }
     let m = stack.scrape().await;
     assert!(m.sum("ward_requests_total", &[("reason", "bad_json")]) >= 40.0, "deep and nested tokens are bad_json:\n{}", m.text);
-    assert_legit_served(&legit.stop().await);
+    assert_legit_served(legit).await;
     assert!(peak < RSS_LIMIT_KIB, "ward RSS peaked at {peak} KiB with megabyte tokens");
     let forwarded: Vec<String> = stack.upstream.uris().into_iter().filter(|u| u.starts_with("/big/")).collect();
     assert!(
