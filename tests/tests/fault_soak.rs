@@ -45,7 +45,7 @@ async fn mint_pool(stack: &FaultStack, round: usize) -> Pool {
         expired.push(stack.idp.mint(json!({"sub": format!("exp-{i}"), "aud": "api", "iat": 1_000_000, "exp": 1_000_600 + i})).await);
     }
     // Tampered signatures and a wrong audience.
-    let mut invalid: Vec<String> = valid.iter().take(20).map(|t| format!("{}A", &t[..t.len() - 1])).collect();
+    let mut invalid: Vec<String> = valid.iter().take(20).map(|t| tamper(t)).collect();
     invalid.push(stack.idp.mint(json!({"sub": "aud", "aud": "elsewhere"})).await);
     Pool { valid, expired, invalid }
 }
@@ -70,6 +70,15 @@ async fn counting_upstream(valid: Arc<RwLock<HashSet<String>>>, unverified: Arc<
         }
     });
     addr
+}
+
+/// Change one character in the middle of the signature (the last character would not do:
+/// it may carry only padding bits, or already be the replacement).
+fn tamper(token: &str) -> String {
+    let sig_start = token.rfind('.').expect("compact JWS") + 1;
+    let at = sig_start + (token.len() - sig_start) / 2;
+    let replacement = if &token[at..=at] == "A" { "B" } else { "A" };
+    format!("{}{replacement}{}", &token[..at], &token[at + 1..])
 }
 
 fn worker_of(o: &Outcome) -> &str {
