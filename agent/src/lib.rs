@@ -18,6 +18,7 @@ pub mod authn;
 pub mod capture;
 pub mod config;
 pub mod enforce;
+pub mod explain;
 pub mod jwks;
 pub mod jwt;
 pub mod metrics;

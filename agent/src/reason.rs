@@ -235,7 +235,7 @@ mod tests {
         for r in Reason::ALL {
             assert!(seen.insert(r.as_str()), "duplicate reason name {}", r.as_str());
             assert!(
-                r.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                r.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{} is not snake_case",
                 r.as_str()
             );

@@ -6,6 +6,8 @@
 //! deserializing, so their errors carry file:line:column and the field path too.
 
 mod load;
+pub mod locate;
+pub mod metrics;
 mod types;
 pub mod watch;
 

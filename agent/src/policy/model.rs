@@ -150,15 +150,80 @@ impl From<PortValue> for u16 {
     }
 }
 
-/// One `when` condition.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// One `when` condition. Values are typed by the key: CIDRs for `source.ip` and
+/// `destination.ip`, port numbers for `destination.port`, string patterns otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawCondition", into = "RawCondition")]
 pub struct Condition {
     pub key: ConditionKey,
+    pub values: Values,
+    pub not_values: Values,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    Strings(Vec<Pattern>),
+    Ips(Vec<Cidr>),
+    Ports(Vec<u16>),
+}
+
+impl Values {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Values::Strings(v) => v.is_empty(),
+            Values::Ips(v) => v.is_empty(),
+            Values::Ports(v) => v.is_empty(),
+        }
+    }
+
+    fn to_strings(&self) -> Vec<String> {
+        match self {
+            Values::Strings(v) => v.iter().map(ToString::to_string).collect(),
+            Values::Ips(v) => v.iter().map(|c| String::from(*c)).collect(),
+            Values::Ports(v) => v.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawCondition {
+    key: ConditionKey,
     #[serde(default)]
-    pub values: Vec<Pattern>,
+    values: Vec<String>,
     #[serde(default)]
-    pub not_values: Vec<Pattern>,
+    not_values: Vec<String>,
+}
+
+impl TryFrom<RawCondition> for Condition {
+    type Error = String;
+    fn try_from(raw: RawCondition) -> Result<Self, String> {
+        if raw.values.is_empty() && raw.not_values.is_empty() {
+            return Err(format!("condition on {} needs values or notValues", raw.key));
+        }
+        let typed = |list: &[String]| -> Result<Values, String> {
+            match raw.key {
+                ConditionKey::SourceIp | ConditionKey::DestinationIp => {
+                    list.iter().map(|s| s.parse()).collect::<Result<_, _>>().map(Values::Ips)
+                }
+                ConditionKey::DestinationPort => list
+                    .iter()
+                    .map(|s| s.parse::<u16>().map_err(|_| format!("{s:?} is not a port number")))
+                    .collect::<Result<_, _>>()
+                    .map(Values::Ports),
+                _ => list.iter().map(|s| Pattern::parse(s)).collect::<Result<_, _>>().map(Values::Strings),
+            }
+        };
+        let values = typed(&raw.values).map_err(|e| format!("{}: values: {e}", raw.key))?;
+        let not_values = typed(&raw.not_values).map_err(|e| format!("{}: notValues: {e}", raw.key))?;
+        Ok(Condition { key: raw.key, values, not_values })
+    }
+}
+
+impl From<Condition> for RawCondition {
+    fn from(c: Condition) -> RawCondition {
+        RawCondition { values: c.values.to_strings(), not_values: c.not_values.to_strings(), key: c.key }
+    }
 }
 
 /// The attribute a `when` condition reads.
