@@ -9,6 +9,11 @@
 //!   and check the echo. Prints `ok server=NAME local=L echoed=N` or `err kind=K msg=M`.
 //!
 //! Every server prints `listening ADDR` once bound.
+//!
+//! All reads retry on EAGAIN (WouldBlock) the way a readiness-based (tokio, epoll) reader
+//! does: with ward's sk_msg fast path on, Linux 6.18's sockmap receive path returns EAGAIN from
+//! a *blocking* recv() woken by the peer's FIN (see bench/RESULTS-capture.md). The client
+//! reports how often that happened (`eagain=N`).
 #![expect(clippy::print_stdout, reason = "the output is the protocol with the test")]
 
 use std::{
@@ -20,6 +25,38 @@ use std::{
 };
 
 static OUT: Mutex<()> = Mutex::new(());
+static EAGAIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `read`, retrying EAGAIN on a blocking socket (counted). A read timeout, set only by the
+/// client, still ends the wait: its deadline is checked here.
+fn read_retrying(r: &mut impl io::Read, buf: &mut [u8], deadline: Option<std::time::Instant>) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                    return Err(e);
+                }
+                EAGAIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `io::copy` built on [`read_retrying`].
+fn copy(r: &mut impl io::Read, w: &mut impl io::Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = read_retrying(r, &mut buf, None)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
 
 fn say(line: &str) {
     let _g = OUT.lock().unwrap_or_else(|e| e.into_inner());
@@ -69,7 +106,7 @@ fn serve(name: &str, addrs: &[String]) {
                         return;
                     }
                     let mut r = s;
-                    let _ = io::copy(&mut r, &mut w);
+                    let _ = copy(&mut r, &mut w);
                     let _ = w.shutdown(Shutdown::Write);
                 });
             }
@@ -97,10 +134,10 @@ fn proxy(name: &str, listen: &str, upstream: &str) {
             let (mut c_r, mut c_w) = (s.try_clone().expect("clone"), s);
             let (mut u_r, mut u_w) = (up.try_clone().expect("clone"), up);
             let t = thread::spawn(move || {
-                let _ = io::copy(&mut c_r, &mut u_w);
+                let _ = copy(&mut c_r, &mut u_w);
                 let _ = u_w.shutdown(Shutdown::Write);
             });
-            let _ = io::copy(&mut u_r, &mut c_w);
+            let _ = copy(&mut u_r, &mut c_w);
             let _ = c_w.shutdown(Shutdown::Write);
             let _ = t.join();
         });
@@ -149,8 +186,9 @@ fn connect(addr: &str, bytes: usize) {
     });
     let mut got = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let n = match reader.read(&mut buf) {
+        let n = match read_retrying(&mut reader, &mut buf, Some(deadline)) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -171,5 +209,6 @@ fn connect(addr: &str, bytes: usize) {
         say(&format!("err kind=Short msg=echoed {got} of {bytes} bytes"));
         return;
     }
-    say(&format!("ok server={name} local={local} echoed={got}"));
+    let eagain = EAGAIN.load(std::sync::atomic::Ordering::Relaxed);
+    say(&format!("ok server={name} local={local} echoed={got} eagain={eagain}"));
 }
