@@ -47,6 +47,8 @@ enum Command {
         #[arg(long, default_value = "/sys/fs/bpf/ward")]
         pin_path: PathBuf,
     },
+    /// Run a development OIDC issuer (FOR DEMOS AND TESTS ONLY, NEVER PRODUCTION).
+    DevIdp(ward::devidp::DevIdpOptions),
 }
 
 fn init_logging(cli: &Cli) {
@@ -115,6 +117,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.maps
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevIdp(ref opts) => {
+            init_logging(&cli);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(opts.listen)
+                    .await
+                    .with_context(|| format!("dev IdP cannot listen on {}", opts.listen))?;
+                ward::devidp::serve(listener, opts.clone()).await.context("dev IdP stopped")
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { ref config } => {
