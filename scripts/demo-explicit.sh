@@ -85,6 +85,6 @@ curl -s -X POST "http://127.0.0.1:$IDP_PORT/rotate" > /dev/null
 expect 200 "$(call "$(mint '{"sub":"alice","email":"user@example.com"}')")" "token signed with the new key"
 bold "5. What ward recorded"
 curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^ward_(requests_total|verified_cache_hits_total|jwks_fetches_total)' | grep -v ' 0$' | sed 's/^/      /'
-head -3 "$WORK/audit.log" | cut -c1-220 | sed 's/^/      /'
+jq -c '{source, destination, method, path, sub, decision, reason, latency_us}' "$WORK/audit.log" | head -4 | sed 's/^/      /'
 [[ $FAILED == 0 ]] || { echo "demo: some steps did not give the expected status" >&2; exit 1; }
 echo "demo: done"

@@ -188,7 +188,7 @@ bold "7. What ward recorded"
 say "metrics (http://$NODE_IP:15020/metrics):"
 in_node curl -s "http://$NODE_IP:15020/metrics" | grep -E '^ward_(requests_total|verified_cache_hits_total|jwks_fetches_total|capture_[a-z_]+)\b' | grep -v ' 0$' | head -12 | sed 's/^/      /'
 say "audit log (one JSON line per decision; identities, not just IPs):"
-head -4 "$WORK/audit.log" | cut -c1-220 | sed 's/^/      /'
+jq -c '{source, destination, method, path, sub, decision, reason, latency_us}' "$WORK/audit.log" | head -5 | sed 's/^/      /'
 
 bold "8. ward is killed: capture stays in the kernel and connections fail closed"
 BEFORE=$(grep -c 'backend got' "$WORK/backend.log")
