@@ -13,7 +13,8 @@ use crate::{
     enforce::Enforcer,
     jwks::{metrics::JwksMetrics, KeyStore},
     metrics::Metrics,
-    proxy::{metrics::ProxyMetrics, Proxy, Route, Shutdown},
+    capture::Capture,
+    proxy::{metrics::ProxyMetrics, OriginalDst, Proxy, Route, Shutdown},
     readiness::Ready,
 };
 
@@ -41,7 +42,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     info!(path = %config_path.display(), issuers = config.issuers.len(), policies = config.policies.len(), "config loaded");
 
     let mut parts = None;
+    let mut capture = None;
     let metrics = Arc::new(Metrics::new(|registry| {
+        if let Some(cfg) = &config.capture {
+            let targets = crate::policy::eval::PolicySet::new(&config.policies).targets();
+            capture = Some(Capture::attach(cfg, &targets, registry).map(Arc::new));
+        }
         parts = Some((
             Arc::new(ReloadMetrics::new(registry)),
             Arc::new(AuthnMetrics::new(registry)),
@@ -63,6 +69,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     let proxy = Proxy::new(enforcer.clone(), proxy_metrics, audit);
     let agent = Agent { metrics, ready: ready.clone(), keys: keys.clone(), enforcer: enforcer.clone(), proxy: proxy.clone(), reload_metrics: reload_metrics.clone() };
 
+    let mut capture_error: Option<String> = None;
     let shutdown = Shutdown::new();
     let mut tasks = JoinSet::new();
     let listeners_ready = ready.register("listeners");
@@ -74,11 +81,37 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     }
     drop(listeners_ready);
 
+    let capture = match (capture, &config.capture) {
+        (Some(Ok(capture)), Some(cfg)) => {
+            info!(cgroup = %cfg.cgroup.display(), adopted = capture.adopted(), sk_msg = capture.sk_msg(), "capture attached");
+            for addr in [Some(cfg.listen), cfg.listen_v6].into_iter().flatten() {
+                let socket = bind("capture", addr).await?;
+                info!(listen = %addr, "capture listener ready");
+                tasks.spawn(proxy.clone().serve(socket, Route::Captured(capture.clone()), shutdown.clone()));
+            }
+            Some(capture)
+        }
+        (Some(Err(e)), _) => {
+            // Explicit listeners keep working; /readyz stays not ready and says why.
+            error!(error = %e, "capture is not active");
+            capture_error = Some(e.to_string());
+            None
+        }
+        _ => None,
+    };
+
     let apply = {
-        let (keys, enforcer, config_path) = (keys.clone(), enforcer.clone(), config_path.clone());
+        let (keys, enforcer, config_path, capture) = (keys.clone(), enforcer.clone(), config_path.clone(), capture.clone());
         let startup = config.clone();
         Arc::new(move |next: Arc<Config>| -> Result<u64, String> {
             warn_restart_only(&startup, &next, &config_path);
+            // Targets first: a destination the new config protects is redirected before the
+            // new policies are live, and captured destinations always need a valid token, so
+            // the window fails closed rather than open.
+            if let Some(capture) = &capture {
+                let targets = crate::policy::eval::PolicySet::new(&next.policies).targets();
+                capture.sync_targets(&targets).map_err(|e| format!("cannot update the kernel target map: {e}"))?;
+            }
             keys.sync_issuers(&next.issuers);
             Ok(enforcer.install(next))
         })
@@ -127,5 +160,11 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+impl OriginalDst for Capture {
+    fn original_dst(&self, peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+        Capture::original_dst(self, peer, local)
     }
 }
