@@ -115,9 +115,10 @@ nsenter --net="/run/netns/${id}n" sh -c 'echo $$ > "$1/cgroup.procs"; exec setpr
     sh "$cg/agent" "$caps" "$ward" "$work/ward.yaml" >"$work/ward.out" 2>"$work/ward.err" &
 agent_pid=$!
 
-# Bounded wait for the agent's admin endpoint (not a timing assertion: failure is "never").
-for _ in $(seq 1 200); do
-    nsenter --net="/run/netns/${id}n" curl -fs -o /dev/null http://127.0.0.1:15020/healthz && break
+# Bounded wait until the agent says whether capture is up (not a timing assertion: the
+# failure case is "never", or an error).
+for _ in $(seq 1 300); do
+    grep -qE "capture attached|capture is not active" "$work/ward.err" && break
     kill -0 "$agent_pid" 2>/dev/null || break
     sleep 0.1
 done
