@@ -60,6 +60,8 @@ cleanup() {
     rm -rf "$work" "$init_script_file"
 }
 trap cleanup EXIT
+# Signals become an exit, so the namespaces, cgroups, pins and mount are removed then too.
+trap 'exit 130' INT TERM HUP PIPE
 
 mkdir -p "$cg/agent" "$cg/pods/pod" "$work/bpffs"
 mount -t bpf -o mode=700 bpf "$work/bpffs"
