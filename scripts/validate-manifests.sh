@@ -33,18 +33,30 @@ trap 'rm -rf "$work"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 fail() { printf 'validate-manifests: FAILED: %s\n' "$*" >&2; exit 1; }
 
-step "kubernetes-validate $KV_VERSION (venv $venv)"
-if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv" || fail "cannot create a Python venv at $venv (is python3-venv installed?)"
+step "kubernetes-validate $KV_VERSION"
+# A venv keeps the pinned package and its dependencies away from the system's Python. Where
+# venvs are unavailable (Debian without python3-venv), install into a private directory.
+if [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv" 2>/dev/null; then
+    py="$venv/bin/python"
+    pip_into=()
+    pip_list=("$py" -m pip freeze --disable-pip-version-check)
+    echo "venv: $venv"
+else
+    rm -rf "$venv"
+    py="python3"
+    export PYTHONPATH="$venv-lib${PYTHONPATH:+:$PYTHONPATH}"
+    pip_into=(--upgrade --target "$venv-lib")
+    pip_list=("$py" -m pip list --disable-pip-version-check --path "$venv-lib" --format freeze)
+    echo "no venv support: using $venv-lib"
 fi
-if [[ "$("$venv/bin/python" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" != "$KV_VERSION" ]]; then
-    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet "kubernetes-validate==$KV_VERSION" \
+installed="$("$py" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p' || true)"
+if [[ "$installed" != "$KV_VERSION" ]]; then
+    "$py" -m pip install --disable-pip-version-check --quiet "${pip_into[@]}" "kubernetes-validate==$KV_VERSION" \
         || fail "pip install kubernetes-validate==$KV_VERSION"
 fi
 echo "installed:"
-"$venv/bin/python" -m pip freeze --disable-pip-version-check | sed 's/^/  /'
-kv="$venv/bin/kubernetes-validate"
-py="$venv/bin/python"
+"${pip_list[@]}" | sed 's/^/  /'
+kv=("$py" -m kubernetes_validate)
 
 step "structural checks"
 "$py" - "$root/deploy" <<'PY' || fail "structural checks"
@@ -306,7 +318,7 @@ echo "skipped from schema validation: deploy/components/servicemonitor (ServiceM
 
 step "schemas (kubernetes-validate --strict, Kubernetes $KUBE_VERSIONS)"
 for v in $KUBE_VERSIONS; do
-    "$kv" --strict --quiet -k "$v" "${to_validate[@]}" || fail "schema validation against Kubernetes $v"
+    "${kv[@]}" --strict --quiet -k "$v" "${to_validate[@]}" || fail "schema validation against Kubernetes $v"
     echo "ok: ${#to_validate[@]} files against $v"
 done
 
