@@ -141,4 +141,13 @@ if [[ "$code" != 401 ]]; then
     cat "$work/ward.err" >&2
     exit 1
 fi
+# The DaemonSet's liveness probe: the agent must answer it although its issuer is down
+# (readiness is allowed to fail then, liveness is not).
+health="$(nsenter --net="/run/netns/${id}n" curl -s -o /dev/null -w "%{http_code}" --max-time 10 http://127.0.0.1:15020/healthz || true)"
+if [[ "$health" != 200 ]]; then
+    echo "least-privilege: FAILED: /healthz answered '$health', expected 200" >&2
+    exit 1
+fi
+ready="$(nsenter --net="/run/netns/${id}n" curl -s --max-time 10 http://127.0.0.1:15020/readyz || true)"
+echo "least-privilege: /healthz 200; /readyz says: $(echo "$ready" | tr '\n' ' ' | cut -c1-160)"
 echo "least-privilege: ok: capture attached and enforced (401) with only $caps, uid 0, no_new_privs"
