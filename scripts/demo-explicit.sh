@@ -41,7 +41,7 @@ S(("127.0.0.1", $BACKEND_PORT), H).serve_forever()
 PY
 bold "1. A backend (no auth of its own) and a local OIDC issuer"
 python3 -u "$WORK/backend.py" > "$WORK/backend.log" 2>&1 & BACKEND_PID=$!
-ISSUER="http://127.0.0.1:$IDP_PORT/realms/demo"
+ISSUER="http://127.0.0.1:$IDP_PORT"
 "$WARD" dev-idp --listen "127.0.0.1:$IDP_PORT" --issuer "$ISSUER" --audience my-backend-client > "$WORK/idp.log" 2>&1 & IDP_PID=$!
 cat > "$WORK/ward.yaml" <<YAML
 issuers:
