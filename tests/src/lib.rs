@@ -1,14 +1,21 @@
 //! Harness for ward end-to-end tests.
 //!
-//! - [`ward_bin`]: the `ward` binary under test.
+//! - [`ward_bin`] and [`ward::Ward`]: the real `ward` binary with a generated config;
+//! - [`issuer::TestIdp`]: an in-process issuer on loopback that serves discovery and JWKS and
+//!   mints tokens signed with its own key;
 //! - [`idp`]: the dev IdP (`ward dev-idp`) and a real OpenID Provider (node `oidc-provider`)
-//!   as child processes on free loopback ports, killed on drop.
-//! - [`http`]: a minimal HTTP client for driving them.
-//! - [`verifier`]: ward's key store and authenticator, in process, to check tokens with.
+//!   as child processes on free loopback ports, killed on drop;
+//! - [`upstream::Upstream`]: an HTTP/1.1 + HTTP/2 upstream that logs every request it
+//!   receives (so tests prove refused requests never reached it);
+//! - [`http`]: a minimal HTTP client; [`verifier`]: ward's key store and authenticator in process.
 
 pub mod http;
 pub mod idp;
+pub mod issuer;
+pub mod stack;
+pub mod upstream;
 pub mod verifier;
+pub mod ward;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +38,11 @@ pub fn ward_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
 }
 
 /// True when running under CI (`CI=true`): prerequisites that are missing must fail the

@@ -37,6 +37,7 @@ pub struct Verdict {
 
 /// One line of `ward explain` output.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PolicyTrace {
     pub policy: Arc<str>,
     pub action: &'static str,

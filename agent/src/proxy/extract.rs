@@ -237,7 +237,7 @@ pub(crate) fn remove_cookie(headers: &mut HeaderMap, name: &str) {
         .map(|v| {
             v.split(';')
                 .map(str::trim)
-                .filter(|pair| pair.split_once('=').map_or(true, |(k, _)| k.trim() != name))
+                .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
                 .collect::<Vec<_>>()
                 .join("; ")
         })
@@ -321,7 +321,8 @@ mod tests {
         );
         let b = issuer("issuer: https://b\naudiences: [x]\nfromCookies: [session]\n");
         let issuers = [a, b];
-        let cases: &[(&[(&str, &str)], Option<&str>, Want)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, Want);
+        let cases: &[Case<'_>] = &[
             (&[("x-token", "t1")], None, Want::Token("t1")),
             (&[("x-auth", "Token t1")], None, Want::Token("t1")),
             (&[("x-auth", "t1")], None, Want::Invalid(MalformedAuthorization)),

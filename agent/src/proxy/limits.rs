@@ -121,8 +121,7 @@ mod tests {
 
     #[test]
     fn h1_buffer_respects_hypers_minimum() {
-        let mut s = ProxySettings::default();
-        s.max_header_bytes = 100;
+        let mut s = ProxySettings { max_header_bytes: 100, ..ProxySettings::default() };
         assert_eq!(Limits::from_settings(&s).h1_buffer(), 8192);
         s.max_header_bytes = 65536;
         assert_eq!(Limits::from_settings(&s).h1_buffer(), 65536);
