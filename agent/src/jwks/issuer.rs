@@ -252,8 +252,10 @@ impl IssuerKeys {
     /// Start the first load (so that requests arriving before the refresh loop runs have a
     /// flight to wait for) and return the loop to spawn.
     pub fn start(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let _ = self.refresh(true);
-        Arc::clone(self).refresh_loop()
+        // The loop awaits this very flight: if it called `refresh` itself, it could run only
+        // after the first load landed and fetch a second time for nothing.
+        let (first, _) = self.refresh(true);
+        Arc::clone(self).refresh_loop(first)
     }
 
     /// The key for a token of this issuer.
@@ -472,16 +474,14 @@ impl IssuerKeys {
 
     /// Refresh on schedule, retry with backoff while failing, refetch at once after a
     /// settings change. Runs until aborted (issuer removed, store dropped).
-    async fn refresh_loop(self: Arc<Self>) {
+    async fn refresh_loop(self: Arc<Self>, first: Flight<FetchResult>) {
         let mut backoff = Backoff::default();
+        let mut flight = first;
         loop {
-            let generation = self.settings.load().generation;
-            // The first flight was started by `start` (or by a request): join it.
-            let (flight, _) = self.refresh(true);
             let result = flight.await;
             let settings = self.settings.load_full();
             let delay = match result {
-                Some(Ok(loaded)) if loaded.generation == generation && generation == settings.generation => {
+                Some(Ok(loaded)) if loaded.generation == settings.generation => {
                     backoff.reset();
                     // Up to 10% early, so a fleet started together drifts apart.
                     loaded.refresh_in.mul_f64(1.0 - 0.1 * rand::random::<f64>())
@@ -510,6 +510,8 @@ impl IssuerKeys {
                 () = tokio::time::sleep(delay) => {}
                 () = self.wake.notified() => backoff.reset(),
             }
+            // Joins a flight a request may have started meanwhile.
+            flight = self.refresh(true).0;
         }
     }
 
