@@ -17,17 +17,13 @@ const APT: &[(&str, &str)] = &[
     ("wrk", "load generator for benchmarks"),
     ("haproxy", "benchmark peer (jwt_verify)"),
     ("prometheus", "promtool, to check the /metrics output"),
-    ("python3-pip", "kubernetes-validate for the manifests"),
 ];
-
-const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.31.0";
 
 pub fn run() -> anyhow::Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
     npm()?;
-    pip()?;
     eprintln!("setup: done");
     Ok(())
 }
@@ -116,17 +112,4 @@ fn npm() -> anyhow::Result<()> {
     }
     eprintln!("setup: installing tests/idp node modules (oidc-provider, the real OIDC provider for interop tests)");
     sh(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(dir))
-}
-
-fn pip() -> anyhow::Result<()> {
-    let present = Command::new("python3")
-        .args(["-c", "import kubernetes_validate"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
-        eprintln!("setup: kubernetes-validate present");
-        return Ok(());
-    }
-    eprintln!("setup: installing {KUBERNETES_VALIDATE} (validates deploy/ manifests)");
-    sh(Command::new("python3").args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", KUBERNETES_VALIDATE]))
 }
