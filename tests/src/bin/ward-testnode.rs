@@ -225,6 +225,12 @@ fn connect(addr: &str, bytes: usize) {
     say(&format!("ok server={name} local={local} echoed={got} eagain={eagain}"));
 }
 
+/// `WARD_TESTNODE_QUIET=1`: no per-request line (benchmarks).
+fn quiet() -> bool {
+    static QUIET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *QUIET.get_or_init(|| std::env::var("WARD_TESTNODE_QUIET").is_ok_and(|v| v == "1"))
+}
+
 fn http_serve(name: &str, addrs: &[String]) {
     let listeners: Vec<TcpListener> = addrs.iter().map(|a| bind(a)).collect();
     let mut handles = Vec::new();
@@ -243,6 +249,7 @@ fn http_serve(name: &str, addrs: &[String]) {
 }
 
 fn http_conn(name: &str, s: TcpStream) {
+    let _ = s.set_nodelay(true);
     let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut w = s.try_clone().expect("clone");
     let mut r = BufReader::new(s);
@@ -278,14 +285,18 @@ fn http_conn(name: &str, s: TcpStream) {
         }
         let mut parts = request_line.split_whitespace();
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        say(&format!("request name={name} method={method} path={path} peer={peer} auth={}", if auth { "yes" } else { "no" }));
+        if !quiet() {
+            say(&format!("request name={name} method={method} path={path} peer={peer} auth={}", if auth { "yes" } else { "no" }));
+        }
         let reply = format!("hello from {name}\n");
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n",
             reply.len(),
             if close { "connection: close\r\n" } else { "" }
         );
-        if w.write_all(head.as_bytes()).and_then(|()| w.write_all(reply.as_bytes())).is_err() || close {
+        // One write: head and body in two segments would meet Nagle and delayed ACKs (40 ms).
+        let response = [head.as_bytes(), reply.as_bytes()].concat();
+        if w.write_all(&response).is_err() || close {
             return;
         }
     }
