@@ -265,3 +265,13 @@ impl Drop for Proc {
         self.kill();
     }
 }
+
+impl Node {
+    /// Run to completion in the node's netns, in `cgroup`; its stdout lines.
+    pub fn run(&self, cgroup: &TestCgroup, program: &Path, args: &[&str]) -> Vec<String> {
+        let (mut cmd, _keep) = command_in(&self.ns.path(), &cgroup.procs_file(), program, args);
+        let out = cmd.output().unwrap_or_else(|e| panic!("run {} {args:?} on the node: {e}", program.display()));
+        assert!(out.status.success(), "{} {args:?} on the node failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    }
+}

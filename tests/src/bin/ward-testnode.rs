@@ -7,6 +7,12 @@
 //!   splice both ways (an agent stand-in that forwards).
 //! - `connect ADDR [BYTES]`: read the server's name line, then send BYTES deterministic bytes
 //!   and check the echo. Prints `ok server=NAME local=L echoed=N` or `err kind=K msg=M`.
+//! - `http NAME ADDR...`: a minimal HTTP/1.1 server (keep-alive, no request bodies beyond
+//!   `content-length`): prints `request name=NAME method=M path=P peer=P auth=yes|no` per
+//!   request and answers 200 `hello from NAME`.
+//! - `get ADDR PATH [TOKEN]`: one HTTP/1.1 GET (`Connection: close`), prints
+//!   `status=CODE body=FIRST_LINE` or `err kind=K msg=M`.
+//! - `post ADDR PATH JSON`: one POST of a JSON body; prints the response body as is.
 //!
 //! Every server prints `listening ADDR` once bound.
 //!
@@ -70,9 +76,15 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("serve") if args.len() >= 3 => serve(&args[1], &args[2..]),
         Some("proxy") if args.len() == 4 => proxy(&args[1], &args[2], &args[3]),
+        Some("http") if args.len() >= 3 => http_serve(&args[1], &args[2..]),
+        Some("get") if args.len() >= 3 => http_get(&args[1], &args[2], args.get(3).map(String::as_str)),
+        Some("post") if args.len() == 4 => http_post(&args[1], &args[2], &args[3]),
         Some("connect") if args.len() >= 2 => connect(&args[1], args.get(2).map_or(0, |n| n.parse().expect("BYTES is a number"))),
         _ => {
-            eprintln!("usage: ward-testnode serve NAME ADDR... | proxy NAME LISTEN UPSTREAM | connect ADDR [BYTES]");
+            eprintln!(
+                "usage: ward-testnode serve NAME ADDR... | proxy NAME LISTEN UPSTREAM | connect ADDR [BYTES] \
+                 | http NAME ADDR... | get ADDR PATH [TOKEN] | post ADDR PATH JSON"
+            );
             std::process::exit(2);
         }
     }
@@ -211,4 +223,123 @@ fn connect(addr: &str, bytes: usize) {
     }
     let eagain = EAGAIN.load(std::sync::atomic::Ordering::Relaxed);
     say(&format!("ok server={name} local={local} echoed={got} eagain={eagain}"));
+}
+
+/// `WARD_TESTNODE_QUIET=1`: no per-request line (benchmarks).
+fn quiet() -> bool {
+    static QUIET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *QUIET.get_or_init(|| std::env::var("WARD_TESTNODE_QUIET").is_ok_and(|v| v == "1"))
+}
+
+fn http_serve(name: &str, addrs: &[String]) {
+    let listeners: Vec<TcpListener> = addrs.iter().map(|a| bind(a)).collect();
+    let mut handles = Vec::new();
+    for l in listeners {
+        let name = name.to_owned();
+        handles.push(thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let name = name.clone();
+                thread::spawn(move || http_conn(&name, s));
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+fn http_conn(name: &str, s: TcpStream) {
+    let _ = s.set_nodelay(true);
+    let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut w = s.try_clone().expect("clone");
+    let mut r = BufReader::new(s);
+    loop {
+        let mut request_line = String::new();
+        match r.read_line(&mut request_line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut auth = false;
+        let mut length = 0usize;
+        let mut close = false;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap_or((h, ""));
+            match k.to_ascii_lowercase().as_str() {
+                "authorization" => auth = true,
+                "content-length" => length = v.trim().parse().unwrap_or(0),
+                "connection" => close = v.trim().eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut body = vec![0u8; length];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if !quiet() {
+            say(&format!("request name={name} method={method} path={path} peer={peer} auth={}", if auth { "yes" } else { "no" }));
+        }
+        let reply = format!("hello from {name}\n");
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n",
+            reply.len(),
+            if close { "connection: close\r\n" } else { "" }
+        );
+        // One write: head and body in two segments would meet Nagle and delayed ACKs (40 ms).
+        let response = [head.as_bytes(), reply.as_bytes()].concat();
+        if w.write_all(&response).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// One request with `Connection: close`; the whole response.
+fn http_exchange(addr: &str, request: &[u8]) -> io::Result<String> {
+    let addr: SocketAddr = addr.parse().map_err(io::Error::other)?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(request)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = read_retrying(&mut s, &mut buf, Some(std::time::Instant::now() + Duration::from_secs(20)))?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn http_get(addr: &str, path: &str, token: Option<&str>) {
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}connection: close\r\n\r\n");
+    match http_exchange(addr, req.as_bytes()) {
+        Ok(resp) => {
+            let status = resp.split_whitespace().nth(1).unwrap_or("none").to_owned();
+            let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+            say(&format!("status={status} body={}", body.lines().next().unwrap_or("")));
+        }
+        Err(e) => say(&format!("err kind={:?} msg={e}", e.kind())),
+    }
+}
+
+fn http_post(addr: &str, path: &str, json: &str) {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    match http_exchange(addr, req.as_bytes()) {
+        Ok(resp) => say(resp.split_once("\r\n\r\n").map(|(_, b)| b.trim()).unwrap_or("")),
+        Err(e) => say(&format!("err kind={:?} msg={e}", e.kind())),
+    }
 }
