@@ -92,7 +92,7 @@ impl Upstream {
         }
         if let Some(n) = path.strip_prefix("/stream/") {
             let n: u64 = n.parse().expect("/stream/<bytes>");
-            return Response::new(BoxBody::new(Pattern { left: n }));
+            return Response::new(BoxBody::new(Generated::new(n)));
         }
         match path.as_str() {
             "/sink" => {
@@ -158,15 +158,22 @@ fn websocket(req: &mut Request<Incoming>) -> Response<ResBody> {
         .expect("101 response")
 }
 
-/// A generated body of `left` bytes, 64 KiB per frame, never held in memory as a whole.
+/// A generated body of `n` bytes, 64 KiB per frame, never held in memory as a whole.
 /// Its length is not announced, so HTTP/1.1 sends it chunked.
-struct Pattern {
+#[derive(Debug)]
+pub struct Generated {
     left: u64,
+}
+
+impl Generated {
+    pub fn new(n: u64) -> Self {
+        Self { left: n }
+    }
 }
 
 const CHUNK: Bytes = Bytes::from_static(&[b'w'; 64 * 1024]);
 
-impl Body for Pattern {
+impl Body for Generated {
     type Data = Bytes;
     type Error = Infallible;
 
