@@ -26,14 +26,13 @@ fn sample_rss(stack: &Stack, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
     let max = Arc::new(AtomicU64::new(stack.ward.rss_kib()));
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
-            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                if let Some(kib) = status
+            if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|status| {
+                status
                     .lines()
                     .find_map(|l| l.strip_prefix("VmRSS:"))
                     .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                {
-                    max.fetch_max(kib, Ordering::SeqCst);
-                }
+            }) {
+                max.fetch_max(kib, Ordering::SeqCst);
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
