@@ -32,7 +32,10 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; exit 1; }
+wait_port() { # port what
+  for _ in $(seq 1 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "$2: nothing listens on $1" >&2; cat "$WORK"/*.err "$WORK"/*.log >&2 2>/dev/null; exit 1
+}
 
 UP=$(port); WARD_PLAIN=$(port); WARD_JWT=$(port); HA_PLAIN=$(port); HA_JWT=$(port)
 
@@ -41,7 +44,7 @@ taskset -c 0 "$TARGET/bench-upstream" "127.0.0.1:$UP" 2>"$WORK/upstream.log" & P
 for _ in $(seq 1 1200); do [ -s "$WORK/issuer" ] && break; sleep 0.1; done
 [ -s "$WORK/issuer" ] || { echo "bench-idp did not start" >&2; exit 1; }
 ISSUER=$(cat "$WORK/issuer")
-wait_port "$UP"
+wait_port "$UP" upstream
 
 cat >"$WORK/ward.yaml" <<YAML
 issuers:
@@ -64,8 +67,8 @@ RUST_LOG=warn taskset -c 1 "$TARGET/ward" run --config "$WORK/ward.yaml" >"$WORK
 sed -e "s|@UPSTREAM@|127.0.0.1:$UP|" -e "s|@HAPROXY_PLAIN@|127.0.0.1:$HA_PLAIN|" -e "s|@HAPROXY_JWT@|127.0.0.1:$HA_JWT|" \
     -e "s|@ISSUER@|$ISSUER|" -e "s|@PUBKEY@|$WORK/pubkey.pem|" "$ROOT/bench/haproxy.cfg.in" >"$WORK/haproxy.cfg"
 haproxy -c -q -f "$WORK/haproxy.cfg"
-taskset -c 1 haproxy -q -f "$WORK/haproxy.cfg" & PIDS+=($!); HA_PID=$!
-wait_port "$WARD_PLAIN"; wait_port "$WARD_JWT"; wait_port "$HA_PLAIN"; wait_port "$HA_JWT"
+taskset -c 1 haproxy -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.err" & PIDS+=($!); HA_PID=$!
+wait_port "$WARD_PLAIN" ward; wait_port "$WARD_JWT" ward; wait_port "$HA_PLAIN" haproxy; wait_port "$HA_JWT" haproxy
 
 TOKEN=$(cat "$WORK/token")
 # Every configuration must answer 200 before it is measured (and ward must have its keys).
@@ -78,9 +81,10 @@ check() { # name port auth
 }
 check direct "$UP"; check ward-plain "$WARD_PLAIN"; check ward-jwt "$WARD_JWT" "$TOKEN"
 check haproxy-plain "$HA_PLAIN"; check haproxy-jwt "$HA_JWT" "$TOKEN"
-# And refuse a missing or forged token.
+# And refuse a forged token (one signature character changed, away from the padding bits).
+FORGED=$(python3 -c 'import sys; h,p,s=sys.argv[1].split("."); c="A" if s[5]!="A" else "B"; print(f"{h}.{p}.{s[:5]}{c}{s[6:]}")' "$TOKEN")
 for p in "$WARD_JWT" "$HA_JWT"; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: api" -H "Authorization: Bearer ${TOKEN%?}A" "http://127.0.0.1:$p/small")
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: api" -H "Authorization: Bearer $FORGED" "http://127.0.0.1:$p/small")
   [ "$code" = 401 ] || { echo "port $p accepted a forged token ($code)" >&2; exit 1; }
 done
 
@@ -94,7 +98,7 @@ CONFIGS=(
   "haproxy-jwt $HA_JWT warm"
 )
 
-pin_all() { for p in "$@"; do taskset -a -p -c "$CPU_SET" "$p" >/dev/null; done; }
+pin_all() { local pid; for pid in "$@"; do taskset -a -p -c "$CPU_SET" "$pid" >/dev/null; done; }
 
 run_wrk() { # cpu conns duration port mode -> "rps p50_us p99_us"
   local cpu=$1 conns=$2 dur=$3 port=$4 mode=$5 args=()
@@ -149,6 +153,7 @@ lines = [
     f"Throughput: wrk -t1 -c{conns} -d{dur}, proxy on CPU 1, wrk + upstream on CPU 0.",
     f"Latency: wrk -t1 -c1 -d{lat_dur}, everything on CPU 1. Upstream: a single-threaded hyper server answering `ok`.",
     "ward: release build, audit log off; HAProxy 2.6, nbthread 1. Tokens: ES256.",
+    f"Load average at the end of the run: {open('/proc/loadavg').read().split()[0:3]} (other work on the machine skews absolute numbers; compare ratios within a round).",
     "", "| configuration | req/s | vs direct | p50 µs | p99 µs | p50 vs direct |", "|---|---:|---:|---:|---:|---:|",
 ]
 for n in order:
