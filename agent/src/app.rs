@@ -7,13 +7,15 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tracing::{error, info, warn};
 
 use crate::{
+    admin::{AdminState, ConfigDump, LiveCheck},
     audit::AuditLog,
     authn::{metrics::AuthnMetrics, Authenticator},
     config::{self, metrics::ReloadMetrics, watch::Watcher, Config},
     enforce::Enforcer,
     jwks::{metrics::JwksMetrics, KeyStore},
     metrics::Metrics,
-    proxy::{metrics::ProxyMetrics, Proxy, Route, Shutdown},
+    capture::Capture,
+    proxy::{metrics::ProxyMetrics, OriginalDst, Proxy, Route, Shutdown},
     readiness::Ready,
 };
 
@@ -41,7 +43,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     info!(path = %config_path.display(), issuers = config.issuers.len(), policies = config.policies.len(), "config loaded");
 
     let mut parts = None;
+    let mut capture = None;
     let metrics = Arc::new(Metrics::new(|registry| {
+        if let Some(cfg) = &config.capture {
+            let targets = crate::policy::eval::PolicySet::new(&config.policies).targets();
+            capture = Some(Capture::attach(cfg, &targets, registry).map(Arc::new));
+        }
         parts = Some((
             Arc::new(ReloadMetrics::new(registry)),
             Arc::new(AuthnMetrics::new(registry)),
@@ -63,6 +70,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     let proxy = Proxy::new(enforcer.clone(), proxy_metrics, audit);
     let agent = Agent { metrics, ready: ready.clone(), keys: keys.clone(), enforcer: enforcer.clone(), proxy: proxy.clone(), reload_metrics: reload_metrics.clone() };
 
+    let mut capture_error: Option<String> = None;
     let shutdown = Shutdown::new();
     let mut tasks = JoinSet::new();
     let listeners_ready = ready.register("listeners");
@@ -74,18 +82,49 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     }
     drop(listeners_ready);
 
+    let capture = match (capture, &config.capture) {
+        (Some(Ok(capture)), Some(cfg)) => {
+            info!(cgroup = %cfg.cgroup.display(), adopted = capture.adopted(), sk_msg = capture.sk_msg(), "capture attached");
+            for addr in [Some(cfg.listen), cfg.listen_v6].into_iter().flatten() {
+                let socket = bind("capture", addr).await?;
+                info!(listen = %addr, "capture listener ready");
+                tasks.spawn(proxy.clone().serve(socket, Route::Captured(capture.clone()), shutdown.clone()));
+            }
+            Some(capture)
+        }
+        (Some(Err(e)), _) => {
+            // Explicit listeners keep working; /readyz stays not ready and says why.
+            error!(error = %e, "capture is not active");
+            capture_error = Some(e.to_string());
+            None
+        }
+        _ => None,
+    };
+
     let apply = {
-        let (keys, enforcer, config_path) = (keys.clone(), enforcer.clone(), config_path.clone());
+        let (keys, enforcer, config_path, capture) = (keys.clone(), enforcer.clone(), config_path.clone(), capture.clone());
         let startup = config.clone();
         Arc::new(move |next: Arc<Config>| -> Result<u64, String> {
             warn_restart_only(&startup, &next, &config_path);
+            // Targets first: a destination the new config protects is redirected before the
+            // new policies are live, and captured destinations always need a valid token, so
+            // the window fails closed rather than open.
+            if let Some(capture) = &capture {
+                let targets = crate::policy::eval::PolicySet::new(&next.policies).targets();
+                capture.sync_targets(&targets).map_err(|e| format!("cannot update the kernel target map: {e}"))?;
+            }
             keys.sync_issuers(&next.issuers);
             Ok(enforcer.install(next))
         })
     };
     tokio::spawn(Watcher::new(config_path.clone(), reload_metrics, apply).run());
 
-    let _ = &agent;
+    if let Some(admin) = &config.admin {
+        let socket = bind("admin", admin.listen).await?;
+        info!(listen = %admin.listen, "admin endpoint ready (/metrics /healthz /readyz /config_dump)");
+        let state = admin_state(&agent, capture.clone(), capture_error, config.capture.is_some());
+        tokio::spawn(crate::admin::serve(socket, state, shutdown.clone()));
+    }
     wait_for_signal().await;
     info!("shutting down: no new connections; draining in-flight requests");
     shutdown.trigger();
@@ -102,6 +141,51 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
         warn!("drain deadline passed; closing the remaining connections");
     }
     Ok(())
+}
+
+fn admin_state(agent: &Agent, capture: Option<Arc<Capture>>, capture_error: Option<String>, capture_wanted: bool) -> AdminState {
+    let keys = agent.keys.clone();
+    let mut checks: Vec<(String, LiveCheck)> = vec![(
+        "keys".to_owned(),
+        Arc::new(move || {
+            if keys.all_loaded() {
+                Ok(())
+            } else {
+                let missing: Vec<String> =
+                    keys.status().into_iter().filter(|s| !s.available).map(|s| s.issuer).collect();
+                Err(format!("signing keys not loaded for: {}", missing.join(", ")))
+            }
+        }),
+    )];
+    if capture_wanted {
+        let capture = capture.clone();
+        checks.push((
+            "capture".to_owned(),
+            Arc::new(move || match (&capture, &capture_error) {
+                (Some(c), _) if c.is_attached() => Ok(()),
+                (Some(_), _) => Err("capture programs are no longer attached (was `ward uninstall` run?)".to_owned()),
+                (None, Some(e)) => Err(e.clone()),
+                (None, None) => Err("capture not attached".to_owned()),
+            }),
+        ));
+    }
+    let (enforcer, keys) = (agent.enforcer.clone(), agent.keys.clone());
+    let config_dump: ConfigDump = Arc::new(move || {
+        let snap = enforcer.snapshot();
+        serde_json::json!({
+            "generation": snap.generation,
+            "config": &*snap.config,
+            "issuers": keys.status(),
+            "verifiedCacheEntries": enforcer.verified_cache_len(),
+            "capture": capture.as_ref().map(|c| serde_json::json!({
+                "attached": c.is_attached(),
+                "adopted": c.adopted(),
+                "skMsg": c.sk_msg(),
+                "pinPath": c.pin_path(),
+            })),
+        })
+    });
+    AdminState { metrics: agent.metrics.clone(), ready: agent.ready.clone(), checks, config_dump }
 }
 
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, AppError> {
@@ -127,5 +211,11 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+impl OriginalDst for Capture {
+    fn original_dst(&self, peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+        Capture::original_dst(self, peer, local)
     }
 }

@@ -4,6 +4,7 @@
 //! - [`config`]: the YAML contract, precise errors, live reload.
 //! - [`jwt`]: strict compact-JWS parsing, signature and claim checks.
 //! - [`jwks`]: OIDC discovery and the one shared key cache per node.
+//! - [`devidp`]: a dev OIDC issuer for demos and tests (never production).
 //! - [`authn`]: token -> verified identity, with the verified-token cache.
 //! - [`policy`]: Istio `AuthorizationPolicy` semantics over verified identities.
 //! - [`enforce`]: one decision per request: authn, then policy.
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod authn;
 pub mod capture;
 pub mod config;
+pub mod devidp;
 pub mod enforce;
 pub mod explain;
 pub mod jwks;

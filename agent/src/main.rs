@@ -38,6 +38,17 @@ enum Command {
     },
     /// Print the decision for one request as JSON; exit 0 for allow, 1 otherwise.
     Explain(ward::explain::ExplainArgs),
+    /// Detach the eBPF capture and remove its pins. Protected traffic then flows unchecked.
+    Uninstall {
+        /// Read `capture.pinPath` from this config file.
+        #[arg(long, short, conflicts_with = "pin_path")]
+        config: Option<PathBuf>,
+        /// The bpffs directory ward pinned into.
+        #[arg(long, default_value = "/sys/fs/bpf/ward")]
+        pin_path: PathBuf,
+    },
+    /// Run a development OIDC issuer (FOR DEMOS AND TESTS ONLY, NEVER PRODUCTION).
+    DevIdp(ward::devidp::DevIdpOptions),
 }
 
 fn init_logging(cli: &Cli) {
@@ -87,6 +98,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let out = rt.block_on(ward::explain::explain(args))?;
             println!("{}", serde_json::to_string_pretty(&out.json)?);
             Ok(if out.allowed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Uninstall { ref config, ref pin_path } => {
+            init_logging(&cli);
+            let pin_path = match config {
+                Some(c) => ward::config::load_file(c)?.capture.map(|c| c.pin_path).unwrap_or_else(|| pin_path.clone()),
+                None => pin_path.clone(),
+            };
+            let report = ward::capture::uninstall(&pin_path)?;
+            if report.is_empty() {
+                println!("nothing pinned under {}", pin_path.display());
+            } else {
+                println!(
+                    "removed from {}: links {:?}, programs {:?}, maps {:?}",
+                    pin_path.display(),
+                    report.links,
+                    report.programs,
+                    report.maps
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DevIdp(ref opts) => {
+            init_logging(&cli);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(opts.listen)
+                    .await
+                    .with_context(|| format!("dev IdP cannot listen on {}", opts.listen))?;
+                ward::devidp::serve(listener, opts.clone()).await.context("dev IdP stopped")
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run { ref config } => {
             init_logging(&cli);

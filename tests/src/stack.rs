@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-use crate::{free_port, idp::TestIdp, upstream::Upstream, ward::Ward};
+use crate::{free_port, issuer::TestIdp, upstream::Upstream, ward::Ward};
 
 #[derive(Debug)]
 pub struct Stack {

@@ -12,7 +12,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use ward_e2e::{free_port, idp::TestIdp, stack::{self, Stack}};
+use ward_e2e::{free_port, issuer::TestIdp, stack::{self, Stack}};
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 

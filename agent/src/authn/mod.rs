@@ -128,24 +128,23 @@ impl Authenticator {
 
     /// Full validation that neither reads nor fills the cache (benchmarks).
     pub async fn verify_uncached(&self, issuers: &IssuerSet, token: &str, now: u64) -> Result<Arc<Identity>, Reason> {
-        let unverified = validate::parse(token, issuers.max_token_bytes)?;
-        let rules = issuers.get(&unverified.iss).ok_or(Reason::UnknownIssuer)?;
-        rules.check_unverified(token, &unverified)?;
-        let key = self.keys.resolve(&rules.issuer, unverified.kid.as_deref(), unverified.alg).await?;
-        unverified.check_signature(&key)?;
-        let claims = unverified.into_payload();
-        let checked = rules.check_claims(&claims, now)?;
-        Ok(Arc::new(Identity {
-            issuer: rules.issuer.clone(),
-            subject: checked.subject,
-            audiences: checked.audiences,
-            presenter: checked.presenter,
-            claims,
-            expires_at: checked.expires_at,
-        }))
+        self.validate(issuers, token, now).await.map(|(identity, _, _)| identity)
     }
 
     async fn verify(&self, issuers: &IssuerSet, token: &str, now: u64) -> Result<Authenticated, Reason> {
+        let (identity, rules, key) = self.validate(issuers, token, now).await?;
+        let expires = identity.expires_at.saturating_add(rules.config.clock_skew_seconds);
+        self.cache.insert(token, identity.clone(), rules.config.clone(), key, issuers.generation, expires);
+        Ok(Authenticated { identity, issuer: rules.config.clone(), cached: false })
+    }
+
+    /// Structure, header, key, signature, then claims (RFC 8725 order).
+    async fn validate(
+        &self,
+        issuers: &IssuerSet,
+        token: &str,
+        now: u64,
+    ) -> Result<(Arc<Identity>, Arc<IssuerRules>, Arc<VerifyingKey>), Reason> {
         let unverified = validate::parse(token, issuers.max_token_bytes)?;
         let rules = issuers.get(&unverified.iss).ok_or(Reason::UnknownIssuer)?.clone();
         rules.check_unverified(token, &unverified)?;
@@ -161,9 +160,7 @@ impl Authenticator {
             claims,
             expires_at: checked.expires_at,
         });
-        let expires = checked.expires_at.saturating_add(rules.config.clock_skew_seconds);
-        self.cache.insert(token, identity.clone(), rules.config.clone(), key, issuers.generation, expires);
-        Ok(Authenticated { identity, issuer: rules.config.clone(), cached: false })
+        Ok((identity, rules, key))
     }
 
     pub fn cache_len(&self) -> usize {

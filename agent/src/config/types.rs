@@ -147,8 +147,13 @@ pub struct Capture {
     /// cgroup v2 directory whose processes are captured. Relative paths are taken under the
     /// cgroup2 mount found in /proc/self/mountinfo.
     pub cgroup: PathBuf,
-    /// The capture listener: an address the pods can reach.
+    /// The capture listener: an address the pods can reach. IPv4 (or IPv6 when the node is
+    /// IPv6-only): connections to IPv4 and v4-mapped destinations are redirected here.
     pub listen: SocketAddr,
+    /// IPv6 capture listener for native IPv6 destinations (dual-stack nodes). Without one, a
+    /// pod's IPv6 connection to a protected destination fails instead of bypassing ward.
+    #[serde(default, rename = "listenV6")]
+    pub listen_v6: Option<SocketAddr>,
     /// Same-node sk_msg fast path.
     #[serde(default)]
     pub sk_msg: Option<bool>,
