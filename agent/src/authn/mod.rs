@@ -29,6 +29,13 @@ pub trait KeyResolver: Send + Sync + 'static {
         kid: Option<&'a str>,
         alg: Algorithm,
     ) -> Pin<Box<dyn Future<Output = Result<Arc<VerifyingKey>, Reason>> + Send + 'a>>;
+
+    /// Are `issuer`'s keys usable now (loaded, and not older than `maxStalenessSeconds`)?
+    /// Fixed key sets never go stale.
+    fn available(&self, issuer: &str) -> bool {
+        let _ = issuer;
+        true
+    }
 }
 
 /// A verified token's identity and claims.
@@ -118,8 +125,13 @@ impl Authenticator {
     pub async fn authenticate(&self, issuers: &IssuerSet, token: &str, now: u64) -> Result<Authenticated, Reason> {
         let started = Instant::now();
         if let Some(hit) = self.cache.get(token, issuers.generation, now) {
-            self.metrics.observe_hit(started.elapsed());
-            return Ok(Authenticated { identity: hit.identity.clone(), issuer: hit.issuer.clone(), cached: true });
+            // A cached verdict must not outlive the keys it was made with: once the issuer's
+            // keys are older than maxStalenessSeconds, fall through to full validation, which
+            // answers 503 like it does for uncached tokens.
+            if self.keys.available(&hit.identity.issuer) {
+                self.metrics.observe_hit(started.elapsed());
+                return Ok(Authenticated { identity: hit.identity.clone(), issuer: hit.issuer.clone(), cached: true });
+            }
         }
         let result = self.verify(issuers, token, now).await;
         self.metrics.observe_miss(started.elapsed(), result.is_ok());
@@ -194,5 +206,9 @@ impl KeyResolver for crate::jwks::KeyStore {
         alg: Algorithm,
     ) -> Pin<Box<dyn Future<Output = Result<Arc<VerifyingKey>, Reason>> + Send + 'a>> {
         Box::pin(crate::jwks::KeyStore::resolve(self, issuer, kid, alg))
+    }
+
+    fn available(&self, issuer: &str) -> bool {
+        crate::jwks::KeyStore::available(self, issuer)
     }
 }
