@@ -56,9 +56,10 @@ pub fn built_with_ebpf() -> bool {
     OBJECT.is_some()
 }
 
-/// `capture.skMsg` when not set. Off: on this project's reference kernel (6.18) the sk_msg
-/// fast path did not beat plain redirection by the 10% the project requires to take on its
-/// risks (see bench/RESULTS-capture.md).
+/// `capture.skMsg` when not set. Off, although on Linux 6.18 the fast path nearly doubled
+/// same-node throughput in bench/capture.sh: with a socket in the SOCKHASH, a *blocking*
+/// `recv()` woken by the peer's FIN returns EAGAIN instead of EOF (`tcp_bpf_recvmsg`), which
+/// breaks pod applications that use blocking sockets. See bench/RESULTS-capture.md.
 pub const SK_MSG_DEFAULT: bool = false;
 
 /// Attached (or adopted) transparent capture.
