@@ -23,6 +23,7 @@ pub fn run() -> anyhow::Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     npm()?;
     eprintln!("setup: done");
     Ok(())
@@ -99,6 +100,16 @@ fn bpf_linker() -> anyhow::Result<()> {
         .env("LLVM_PREFIX", &prefix)
         .env("PATH", path)
         .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", &format!("llvm-{major}")]))
+}
+
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let present = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if present {
+        eprintln!("setup: cargo-fuzz present");
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz (the fuzz targets in fuzz/ run in CI for a bounded time)");
+    sh(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
 }
 
 fn npm() -> anyhow::Result<()> {

@@ -37,6 +37,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     for script in ["scripts/validate-manifests.sh", "deploy/tests/least-privilege.sh"] {
         sh(Command::new("bash").arg(root.join(script)).env("WARD_BIN", crate::target_dir().join("debug/ward")).current_dir(&root))?;
     }
+    // Every fuzz target for a bounded time (a crash fails the run; the input is kept in
+    // fuzz/artifacts/ to become a regression test).
+    let seconds = std::env::var("WARD_FUZZ_SECONDS").unwrap_or_else(|_| "20".to_owned());
+    sh(Command::new("bash").arg(root.join("fuzz/run.sh")).arg(&seconds).current_dir(&root))?;
     eprintln!("test: all suites passed");
     Ok(())
 }
