@@ -6,6 +6,8 @@
 //! peer is missing at its first send (the peer's PASSIVE_ESTABLISHED has not run yet) is
 //! therefore pinned to TCP for the rest of its life.
 
+use core::ptr::read_volatile;
+
 use aya_ebpf::{bindings::sk_msg_md, programs::SkMsgContext};
 use ward_common::{v4_mapped, Event, SockTuple, SKMSG_TCP_ONLY};
 
@@ -40,32 +42,35 @@ pub fn try_sk_msg(ctx: &SkMsgContext) {
 
 #[inline(always)]
 fn tuple_of(msg: *mut sk_msg_md) -> Option<SockTuple> {
-    // SAFETY: msg is the program's context; fields are read one 32-bit word at a time as the
-    // verifier requires.
+    // SAFETY: the program's context. Every field is loaded unconditionally, each with its own
+    // volatile load, and only then chosen by family: loads in the two branches of a `match`
+    // get merged by LLVM into one load through a computed context pointer, which the verifier
+    // rejects ("dereference of modified ctx ptr"). The IPv4 fields of an IPv6 socket and vice
+    // versa read as whatever the socket holds, which is harmless.
     unsafe {
-        let (local_addr, remote_addr) = match (*msg).family {
-            AF_INET => (v4_mapped((*msg).local_ip4), v4_mapped((*msg).remote_ip4)),
-            AF_INET6 => (
-                [
-                    core::ptr::read_volatile(&(*msg).local_ip6[0]),
-                    core::ptr::read_volatile(&(*msg).local_ip6[1]),
-                    core::ptr::read_volatile(&(*msg).local_ip6[2]),
-                    core::ptr::read_volatile(&(*msg).local_ip6[3]),
-                ],
-                [
-                    core::ptr::read_volatile(&(*msg).remote_ip6[0]),
-                    core::ptr::read_volatile(&(*msg).remote_ip6[1]),
-                    core::ptr::read_volatile(&(*msg).remote_ip6[2]),
-                    core::ptr::read_volatile(&(*msg).remote_ip6[3]),
-                ],
-            ),
+        let family = read_volatile(&(*msg).family);
+        let local4 = read_volatile(&(*msg).local_ip4);
+        let remote4 = read_volatile(&(*msg).remote_ip4);
+        let local6 = [
+            read_volatile(&(*msg).local_ip6[0]),
+            read_volatile(&(*msg).local_ip6[1]),
+            read_volatile(&(*msg).local_ip6[2]),
+            read_volatile(&(*msg).local_ip6[3]),
+        ];
+        let remote6 = [
+            read_volatile(&(*msg).remote_ip6[0]),
+            read_volatile(&(*msg).remote_ip6[1]),
+            read_volatile(&(*msg).remote_ip6[2]),
+            read_volatile(&(*msg).remote_ip6[3]),
+        ];
+        let local_port = read_volatile(&(*msg).local_port) as u16;
+        let remote_port = remote_port(read_volatile(&(*msg).remote_port));
+        let (local_addr, remote_addr) = match family {
+            AF_INET => (v4_mapped(local4), v4_mapped(remote4)),
+            // Dual-stack sockets carrying IPv4 already report v4-mapped addresses here.
+            AF_INET6 => (local6, remote6),
             _ => return None,
         };
-        Some(SockTuple {
-            local_addr,
-            remote_addr,
-            local_port: (*msg).local_port as u16,
-            remote_port: remote_port((*msg).remote_port),
-        })
+        Some(SockTuple { local_addr, remote_addr, local_port, remote_port })
     }
 }

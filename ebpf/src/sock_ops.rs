@@ -14,6 +14,8 @@
 //!   destinations are all redirected, so they never get here with such a remote).
 //! - PASSIVE, whose peer is already in: the agent's accepted end, or a local backend's end.
 
+use core::ptr::read_volatile;
+
 use aya_ebpf::{
     bindings::{bpf_sock_ops, BPF_ANY},
     helpers::bpf_get_socket_cookie,
@@ -83,18 +85,38 @@ fn insert(ctx: &SockOpsContext, mut tuple: SockTuple) {
 
 #[inline(always)]
 fn tuple_of(ctx: &SockOpsContext) -> Option<SockTuple> {
-    let (local_addr, remote_addr) = match ctx.family() {
-        AF_INET => (v4_mapped(ctx.local_ip4()), v4_mapped(ctx.remote_ip4())),
-        // Dual-stack sockets carrying IPv4 already report v4-mapped addresses here.
-        AF_INET6 => (ctx.local_ip6(), ctx.remote_ip6()),
-        _ => return None,
-    };
-    Some(SockTuple {
-        local_addr,
-        remote_addr,
-        local_port: ctx.local_port() as u16,
-        remote_port: remote_port(ctx.remote_port()),
-    })
+    let ops = ctx.ops;
+    // SAFETY: the program's context. Every field is loaded unconditionally, each with its own
+    // volatile load, and only then chosen by family: loads in the two branches of a `match`
+    // get merged by LLVM into one load through a computed context pointer, which the verifier
+    // rejects ("dereference of modified ctx ptr"). The IPv4 fields of an IPv6 socket and vice
+    // versa read as whatever the socket holds, which is harmless.
+    unsafe {
+        let family = read_volatile(&(*ops).family);
+        let local4 = read_volatile(&(*ops).local_ip4);
+        let remote4 = read_volatile(&(*ops).remote_ip4);
+        let local6 = [
+            read_volatile(&(*ops).local_ip6[0]),
+            read_volatile(&(*ops).local_ip6[1]),
+            read_volatile(&(*ops).local_ip6[2]),
+            read_volatile(&(*ops).local_ip6[3]),
+        ];
+        let remote6 = [
+            read_volatile(&(*ops).remote_ip6[0]),
+            read_volatile(&(*ops).remote_ip6[1]),
+            read_volatile(&(*ops).remote_ip6[2]),
+            read_volatile(&(*ops).remote_ip6[3]),
+        ];
+        let local_port = read_volatile(&(*ops).local_port) as u16;
+        let remote_port = remote_port(read_volatile(&(*ops).remote_port));
+        let (local_addr, remote_addr) = match family {
+            AF_INET => (v4_mapped(local4), v4_mapped(remote4)),
+            // Dual-stack sockets carrying IPv4 already report v4-mapped addresses here.
+            AF_INET6 => (local6, remote6),
+            _ => return None,
+        };
+        Some(SockTuple { local_addr, remote_addr, local_port, remote_port })
+    }
 }
 
 /// `remote_port` is "network byte order" in a u32: on little-endian kernels the be16 port sits

@@ -1,5 +1,7 @@
 //! Harness for ward end-to-end tests.
 //!
+//! - [`netns`]: a simulated node (network namespaces, bridge, per-pod cgroups) and processes
+//!   running inside its pods; [`cgroup`]: cgroup v2 groups that clean up after themselves;
 //! - [`ward_bin`] and [`ward::Ward`]: the real `ward` binary with a generated config;
 //! - [`issuer::TestIdp`]: an in-process issuer on loopback that serves discovery and JWKS and
 //!   mints tokens signed with its own key;
@@ -9,11 +11,13 @@
 //!   receives (so tests prove refused requests never reached it);
 //! - [`http`]: a minimal HTTP client; [`verifier`]: ward's key store and authenticator in process.
 
+pub mod cgroup;
 pub mod fault;
 pub mod http;
 pub mod idp;
 pub mod issuer;
 pub mod load;
+pub mod netns;
 pub mod stack;
 pub mod upstream;
 pub mod verifier;
@@ -51,4 +55,20 @@ pub fn free_port() -> u16 {
 /// test there, while a developer machine may skip with a message.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether a test that needs root can run. Without root it is skipped with a message, unless
+/// `CI=true`, where it must run: then it fails loudly.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{test} needs root (network namespaces, cgroups, eBPF) and CI=true: run the tests as root"
+    );
+    eprintln!("skipping {test}: needs root (network namespaces, cgroups, eBPF)");
+    false
 }

@@ -73,19 +73,13 @@ pub enum CaptureError {
     #[error("loading the eBPF object failed: {0}")]
     Load(#[source] Box<aya::EbpfError>),
 
-    #[error("{what} failed: {source}")]
-    Program {
-        what: String,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
-    },
+    /// `detail` is the whole error chain: aya's top-level messages ("`bpf_link_create`
+    /// failed") hide the errno that says what is wrong.
+    #[error("{what} failed: {detail}")]
+    Program { what: String, detail: String },
 
-    #[error("{what} failed: {source}")]
-    Map {
-        what: String,
-        #[source]
-        source: Box<aya::maps::MapError>,
-    },
+    #[error("{what} failed: {detail}")]
+    Map { what: String, detail: String },
 
     #[error("{what} failed: {source}")]
     Io {
@@ -101,10 +95,25 @@ impl CaptureError {
     }
 
     pub(crate) fn program(what: impl Into<String>, source: aya::programs::ProgramError) -> Self {
-        CaptureError::Program { what: what.into(), source: Box::new(source) }
+        CaptureError::Program { what: what.into(), detail: chain(&source) }
     }
 
     pub(crate) fn map(what: impl Into<String>, source: aya::maps::MapError) -> Self {
-        CaptureError::Map { what: what.into(), source: Box::new(source) }
+        CaptureError::Map { what: what.into(), detail: chain(&source) }
     }
+}
+
+/// An error and its sources, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
 }

@@ -56,9 +56,10 @@ pub fn built_with_ebpf() -> bool {
     OBJECT.is_some()
 }
 
-/// `capture.skMsg` when not set. Off: on this project's reference kernel (6.18) the sk_msg
-/// fast path did not beat plain redirection by the 10% the project requires to take on its
-/// risks (see bench/RESULTS-capture.md).
+/// `capture.skMsg` when not set. Off, although on Linux 6.18 the fast path nearly doubled
+/// same-node throughput in bench/capture.sh: with a socket in the SOCKHASH, a *blocking*
+/// `recv()` woken by the peer's FIN returns EAGAIN instead of EOF (`tcp_bpf_recvmsg`), which
+/// breaks pod applications that use blocking sockets. See bench/RESULTS-capture.md.
 pub const SK_MSG_DEFAULT: bool = false;
 
 /// Attached (or adopted) transparent capture.
@@ -352,6 +353,11 @@ fn open_dir(path: &Path) -> Result<File, CaptureError> {
     File::open(path).map_err(|e| CaptureError::io(format!("opening cgroup {}", path.display()), e))
 }
 
+/// Flags for `bpf_link_create` on a cgroup: links always coexist with other programs (kernel
+/// "multi" semantics) and the kernel rejects the BPF_F_ALLOW_* flags there, which is what
+/// aya's `Single` (no flags) gives.
+const LINK_MODE: CgroupAttachMode = CgroupAttachMode::Single;
+
 /// Load and attach every program, pinning programs and links.
 ///
 /// Order matters: sk_msg and sock_ops go first, connect4/6 last, so no connection is ever
@@ -364,9 +370,11 @@ fn attach_fresh(
 ) -> Result<(), CaptureError> {
     let cgroup_fd = open_dir(cgroup)?;
 
+    // Programs refer to maps by the fds the loader opened: a map taken out of `ebpf` must stay
+    // open until every program using it is loaded.
+    let socks: SockHash<MapData, SockTuple> = take_map(ebpf, map_names::SOCKS)?;
     // sk_msg: attached to the pinned SOCKHASH; the map keeps it attached after we exit.
     {
-        let socks: SockHash<MapData, SockTuple> = take_map(ebpf, map_names::SOCKS)?;
         let prog: &mut SkMsg = program(ebpf, program_names::SK_MSG)?;
         prog.load().map_err(|e| CaptureError::program("loading sk_msg", e))?;
         let id = prog.attach(socks.fd()).map_err(|e| CaptureError::program("attaching sk_msg", e))?;
@@ -381,12 +389,12 @@ fn attach_fresh(
         prog.load().map_err(|e| CaptureError::program("loading sock_ops", e))?;
         prog.pin(layout.prog(pins::SOCK_OPS)).map_err(|e| pin_error("sock_ops program", e))?;
         let id = prog
-            .attach(&cgroup_fd, CgroupAttachMode::AllowMultiple)
+            .attach(&cgroup_fd, LINK_MODE)
             .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", cgroup.display()), e))?;
         pin_link(prog.take_link(id), layout.link(pins::SOCK_OPS))?;
         if let Some(agent) = agent_cgroup {
             let id = prog
-                .attach(open_dir(agent)?, CgroupAttachMode::AllowMultiple)
+                .attach(open_dir(agent)?, LINK_MODE)
                 .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", agent.display()), e))?;
             pin_link(prog.take_link(id), layout.link(pins::SOCK_OPS_AGENT))?;
         }
@@ -397,7 +405,7 @@ fn attach_fresh(
         prog.load().map_err(|e| CaptureError::program(format!("loading {pin}"), e))?;
         prog.pin(layout.prog(pin)).map_err(|e| pin_error(pin, e))?;
         let id = prog
-            .attach(&cgroup_fd, CgroupAttachMode::AllowMultiple)
+            .attach(&cgroup_fd, LINK_MODE)
             .map_err(|e| CaptureError::program(format!("attaching {pin} to {}", cgroup.display()), e))?;
         pin_link(prog.take_link(id), layout.link(pin))?;
     }
@@ -422,7 +430,7 @@ fn adopt_agent_sock_ops(
         let mut prog = SockOps::from_pin(layout.prog(pins::SOCK_OPS))
             .map_err(|e| CaptureError::program("opening the pinned sock_ops program", e))?;
         let id = prog
-            .attach(open_dir(agent_cgroup)?, CgroupAttachMode::AllowMultiple)
+            .attach(open_dir(agent_cgroup)?, LINK_MODE)
             .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", agent_cgroup.display()), e))?;
         pin_link(prog.take_link(id), link)?;
     }
