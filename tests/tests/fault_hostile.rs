@@ -30,7 +30,7 @@ async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
 
 async fn read_to_close(s: &mut TcpStream) -> String {
     let mut out = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     let read = tokio::time::timeout(HANG_GUARD, async {
         loop {
             match s.read(&mut buf).await {
