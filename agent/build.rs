@@ -5,7 +5,6 @@
 //! listeners only): the build warns and sets `cfg(ward_no_ebpf)`, and the binary refuses
 //! `capture` with a message naming `cargo xtask setup`. With `CI=true` a missing toolchain is
 //! a hard error, so CI can never ship a binary that silently lacks capture.
-#![expect(clippy::print_stdout, reason = "cargo build-script protocol")]
 
 use std::{
     env,
@@ -79,6 +78,5 @@ fn toolchain_problem() -> Option<String> {
 }
 
 fn on_path(program: &str) -> bool {
-    env::var_os("PATH")
-        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    env::var_os("PATH").is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
