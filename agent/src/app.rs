@@ -7,6 +7,7 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tracing::{error, info, warn};
 
 use crate::{
+    admin::{AdminState, ConfigDump, LiveCheck},
     audit::AuditLog,
     authn::{metrics::AuthnMetrics, Authenticator},
     config::{self, metrics::ReloadMetrics, watch::Watcher, Config},
@@ -118,7 +119,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     };
     tokio::spawn(Watcher::new(config_path.clone(), reload_metrics, apply).run());
 
-    let _ = &agent;
+    if let Some(admin) = &config.admin {
+        let socket = bind("admin", admin.listen).await?;
+        info!(listen = %admin.listen, "admin endpoint ready (/metrics /healthz /readyz /config_dump)");
+        let state = admin_state(&agent, capture.clone(), capture_error, config.capture.is_some());
+        tokio::spawn(crate::admin::serve(socket, state, shutdown.clone()));
+    }
     wait_for_signal().await;
     info!("shutting down: no new connections; draining in-flight requests");
     shutdown.trigger();
@@ -135,6 +141,51 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
         warn!("drain deadline passed; closing the remaining connections");
     }
     Ok(())
+}
+
+fn admin_state(agent: &Agent, capture: Option<Arc<Capture>>, capture_error: Option<String>, capture_wanted: bool) -> AdminState {
+    let keys = agent.keys.clone();
+    let mut checks: Vec<(String, LiveCheck)> = vec![(
+        "keys".to_owned(),
+        Arc::new(move || {
+            if keys.all_loaded() {
+                Ok(())
+            } else {
+                let missing: Vec<String> =
+                    keys.status().into_iter().filter(|s| !s.available).map(|s| s.issuer).collect();
+                Err(format!("signing keys not loaded for: {}", missing.join(", ")))
+            }
+        }),
+    )];
+    if capture_wanted {
+        let capture = capture.clone();
+        checks.push((
+            "capture".to_owned(),
+            Arc::new(move || match (&capture, &capture_error) {
+                (Some(c), _) if c.is_attached() => Ok(()),
+                (Some(_), _) => Err("capture programs are no longer attached (was `ward uninstall` run?)".to_owned()),
+                (None, Some(e)) => Err(e.clone()),
+                (None, None) => Err("capture not attached".to_owned()),
+            }),
+        ));
+    }
+    let (enforcer, keys) = (agent.enforcer.clone(), agent.keys.clone());
+    let config_dump: ConfigDump = Arc::new(move || {
+        let snap = enforcer.snapshot();
+        serde_json::json!({
+            "generation": snap.generation,
+            "config": &*snap.config,
+            "issuers": keys.status(),
+            "verifiedCacheEntries": enforcer.verified_cache_len(),
+            "capture": capture.as_ref().map(|c| serde_json::json!({
+                "attached": c.is_attached(),
+                "adopted": c.adopted(),
+                "skMsg": c.sk_msg(),
+                "pinPath": c.pin_path(),
+            })),
+        })
+    });
+    AdminState { metrics: agent.metrics.clone(), ready: agent.ready.clone(), checks, config_dump }
 }
 
 async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, AppError> {

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[expect(clippy::print_stdout, reason = "a CLI's results go to stdout")]
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { ref config } => match ward::config::load_file(config) {

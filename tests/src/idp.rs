@@ -48,10 +48,10 @@ impl Proc {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.starts_with("listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line);
-                    }
+                if line.starts_with("listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line);
                 }
             }
         });

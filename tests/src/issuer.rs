@@ -91,6 +91,20 @@ impl TestIdp {
         self.sign(&json!({"alg": "ES256", "kid": KID, "typ": "JWT"}), &claims)
     }
 
+    /// The public key as PEM `SubjectPublicKeyInfo` (what HAProxy's `jwt_verify` reads).
+    pub fn public_key_pem(&self) -> String {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        let der: PublicKeyX509Der<'static> = self.key.public_key().as_der().expect("DER public key");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
     /// Sign any header and claims with the issuer's key.
     pub fn sign(&self, header: &Value, claims: &Value) -> String {
         let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));

@@ -12,9 +12,11 @@
 //! - [`http`]: a minimal HTTP client; [`verifier`]: ward's key store and authenticator in process.
 
 pub mod cgroup;
+pub mod fault;
 pub mod http;
 pub mod idp;
 pub mod issuer;
+pub mod load;
 pub mod netns;
 pub mod stack;
 pub mod upstream;

@@ -4,6 +4,7 @@
 //! - `GET /stream/<bytes>`: a body of that many bytes, generated in 64 KiB chunks;
 //! - `POST /sink`: reads the request body as it streams and answers `{"bytes": n}`;
 //! - `/hang`: never answers;
+//! - `/small` (unlogged benchmark upstreams only): `ok`;
 //! - `/ws` with `Upgrade: websocket`: a WebSocket echo server;
 //! - anything else: a JSON echo of the request head (method, uri, version, headers).
 
@@ -37,18 +38,23 @@ pub struct Seen {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<Seen>>>,
+    /// `None` for benchmarks: millions of logged requests would only measure the log.
+    log: Option<Arc<Mutex<Vec<Seen>>>>,
 }
 
 type ResBody = BoxBody<Bytes, Infallible>;
 
 impl Upstream {
-    /// Start on 127.0.0.1 (on the current tokio runtime).
+    /// Start on 127.0.0.1 (on the current tokio runtime), logging every request.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        Self::bind("127.0.0.1:0".parse().expect("addr"), true).await
+    }
+
+    /// Start on `addr`; with `log: false` nothing is recorded (benchmarks).
+    pub async fn bind(addr: SocketAddr, log: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let upstream = Self { addr, log };
+        let upstream = Self { addr, log: log.then(|| Arc::new(Mutex::new(Vec::new()))) };
         let serving = upstream.clone();
         tokio::spawn(async move {
             loop {
@@ -70,7 +76,7 @@ impl Upstream {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Seen> {
-        self.log.lock().expect("upstream log").clone()
+        self.log.as_ref().map(|l| l.lock().expect("upstream log").clone()).unwrap_or_default()
     }
 
     /// URIs of every request received so far.
@@ -79,20 +85,25 @@ impl Upstream {
     }
 
     async fn handle(&self, mut req: Request<Incoming>) -> Response<ResBody> {
+        if req.uri().path() == "/small" && self.log.is_none() {
+            return Response::new(BoxBody::new(Full::new(Bytes::from_static(b"ok"))));
+        }
         let seen = Seen {
             method: req.method().to_string(),
             uri: req.uri().to_string(),
             version: req.version(),
             headers: req.headers().clone(),
         };
-        self.log.lock().expect("upstream log").push(seen.clone());
+        if let Some(log) = &self.log {
+            log.lock().expect("upstream log").push(seen.clone());
+        }
         let path = req.uri().path().to_owned();
         if path == "/ws" && req.headers().contains_key(http::header::UPGRADE) {
             return websocket(&mut req);
         }
         if let Some(n) = path.strip_prefix("/stream/") {
             let n: u64 = n.parse().expect("/stream/<bytes>");
-            return Response::new(BoxBody::new(Pattern { left: n }));
+            return Response::new(BoxBody::new(Generated::new(n)));
         }
         match path.as_str() {
             "/sink" => {
@@ -158,15 +169,22 @@ fn websocket(req: &mut Request<Incoming>) -> Response<ResBody> {
         .expect("101 response")
 }
 
-/// A generated body of `left` bytes, 64 KiB per frame, never held in memory as a whole.
+/// A generated body of `n` bytes, 64 KiB per frame, never held in memory as a whole.
 /// Its length is not announced, so HTTP/1.1 sends it chunked.
-struct Pattern {
+#[derive(Debug)]
+pub struct Generated {
     left: u64,
+}
+
+impl Generated {
+    pub fn new(n: u64) -> Self {
+        Self { left: n }
+    }
 }
 
 const CHUNK: Bytes = Bytes::from_static(&[b'w'; 64 * 1024]);
 
-impl Body for Pattern {
+impl Body for Generated {
     type Data = Bytes;
     type Error = Infallible;
 

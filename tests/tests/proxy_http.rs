@@ -151,12 +151,39 @@ async fn refusals_and_proxy_errors_have_their_status_codes() {
 }
 
 #[tokio::test]
-async fn non_http_streams_are_closed() {
-    let stack = Stack::start(|iss, listen, up| stack::config(iss, listen, up, "")).await;
+async fn non_http_streams_are_closed_and_counted() {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let stack = Stack::start(|iss, listen, up| stack::config(iss, listen, up, &format!("admin: {{listen: \"{admin}\"}}\n"))).await;
     // A TLS ClientHello start, then an SSH banner.
     assert_eq!(raw(stack.addr, b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03").await, "");
     assert_eq!(raw(stack.addr, b"SSH-2.0-OpenSSH_9.2p1\r\n").await, "");
     assert!(stack.upstream.uris().iter().all(|u| u == "/__ward_probe"));
+
+    let metrics = ward_e2e::http::get(&format!("http://{admin}/metrics")).await.ok().body;
+    assert!(metrics.contains("ward_proxy_rejected_connections_total{reason=\"not_http\"} 2"), "{metrics}");
+    promtool_accepts(&metrics);
+}
+
+/// The whole agent's `/metrics` (every subsystem registered) passes `promtool check metrics`.
+/// promtool is required when CI=true; elsewhere a missing promtool skips with a message.
+fn promtool_accepts(metrics: &str) {
+    use std::{io::Write, process::{Command, Stdio}};
+    let mut child = match Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!ward_e2e::in_ci(), "promtool is required in CI (apt-get install prometheus): {e}");
+            eprintln!("skipping the promtool check: {e}");
+            return;
+        }
+    };
+    child.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool rejected ward's /metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,10 @@
 //!
 //! - `cargo xtask setup`: install what building and testing need (idempotent; prints what it installs).
 //! - `cargo xtask test`:  setup, then every test suite CI runs.
+//! - `cargo xtask demo`:  setup, build, then the transparent-enforcement demo.
 
 
+mod demo;
 mod setup;
 mod test;
 
@@ -22,12 +24,15 @@ enum Command {
     Setup,
     /// Run every test suite (what CI runs).
     Test(test::TestArgs),
+    /// Run the transparent-enforcement demo (as root; without root, through an explicit listener).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup => setup::run(),
         Command::Test(args) => test::run(&args),
+        Command::Demo(args) => demo::run(&args),
     }
 }
 

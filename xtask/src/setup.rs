@@ -17,17 +17,14 @@ const APT: &[(&str, &str)] = &[
     ("wrk", "load generator for benchmarks"),
     ("haproxy", "benchmark peer (jwt_verify)"),
     ("prometheus", "promtool, to check the /metrics output"),
-    ("python3-pip", "kubernetes-validate for the manifests"),
 ];
-
-const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.31.0";
 
 pub fn run() -> anyhow::Result<()> {
     apt()?;
     nightly()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     npm()?;
-    pip()?;
     eprintln!("setup: done");
     Ok(())
 }
@@ -105,6 +102,16 @@ fn bpf_linker() -> anyhow::Result<()> {
         .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", &format!("llvm-{major}")]))
 }
 
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let present = Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if present {
+        eprintln!("setup: cargo-fuzz present");
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz (the fuzz targets in fuzz/ run in CI for a bounded time)");
+    sh(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+}
+
 fn npm() -> anyhow::Result<()> {
     let dir = root().join("tests/idp");
     if !dir.join("package.json").exists() {
@@ -116,17 +123,4 @@ fn npm() -> anyhow::Result<()> {
     }
     eprintln!("setup: installing tests/idp node modules (oidc-provider, the real OIDC provider for interop tests)");
     sh(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(dir))
-}
-
-fn pip() -> anyhow::Result<()> {
-    let present = Command::new("python3")
-        .args(["-c", "import kubernetes_validate"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
-        eprintln!("setup: kubernetes-validate present");
-        return Ok(());
-    }
-    eprintln!("setup: installing {KUBERNETES_VALIDATE} (validates deploy/ manifests)");
-    sh(Command::new("python3").args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", KUBERNETES_VALIDATE]))
 }

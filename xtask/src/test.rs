@@ -32,10 +32,15 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         .args(&args.cargo_args)
         .env("WARD_BIN", crate::target_dir().join("debug/ward"))
         .current_dir(&root))?;
-    let manifests = root.join("scripts/validate-manifests.sh");
-    if manifests.exists() {
-        sh(Command::new("bash").arg(&manifests).env("WARD_BIN", crate::target_dir().join("debug/ward")).current_dir(&root))?;
+    // Manifests: schema validation against a pinned Kubernetes and `ward check-config` on the
+    // embedded config; then the DaemonSet's capability set, exercised for real (root).
+    for script in ["scripts/validate-manifests.sh", "deploy/tests/least-privilege.sh"] {
+        sh(Command::new("bash").arg(root.join(script)).env("WARD_BIN", crate::target_dir().join("debug/ward")).current_dir(&root))?;
     }
+    // Every fuzz target for a bounded time (a crash fails the run; the input is kept in
+    // fuzz/artifacts/ to become a regression test).
+    let seconds = std::env::var("WARD_FUZZ_SECONDS").unwrap_or_else(|_| "20".to_owned());
+    sh(Command::new("bash").arg(root.join("fuzz/run.sh")).arg(&seconds).current_dir(&root))?;
     eprintln!("test: all suites passed");
     Ok(())
 }

@@ -29,6 +29,13 @@ pub trait KeyResolver: Send + Sync + 'static {
         kid: Option<&'a str>,
         alg: Algorithm,
     ) -> Pin<Box<dyn Future<Output = Result<Arc<VerifyingKey>, Reason>> + Send + 'a>>;
+
+    /// Are `issuer`'s keys usable now (loaded, and not older than `maxStalenessSeconds`)?
+    /// Fixed key sets never go stale.
+    fn available(&self, issuer: &str) -> bool {
+        let _ = issuer;
+        true
+    }
 }
 
 /// A verified token's identity and claims.
@@ -118,8 +125,13 @@ impl Authenticator {
     pub async fn authenticate(&self, issuers: &IssuerSet, token: &str, now: u64) -> Result<Authenticated, Reason> {
         let started = Instant::now();
         if let Some(hit) = self.cache.get(token, issuers.generation, now) {
-            self.metrics.observe_hit(started.elapsed());
-            return Ok(Authenticated { identity: hit.identity.clone(), issuer: hit.issuer.clone(), cached: true });
+            // A cached verdict must not outlive the keys it was made with: once the issuer's
+            // keys are older than maxStalenessSeconds, fall through to full validation, which
+            // answers 503 like it does for uncached tokens.
+            if self.keys.available(&hit.identity.issuer) {
+                self.metrics.observe_hit(started.elapsed());
+                return Ok(Authenticated { identity: hit.identity.clone(), issuer: hit.issuer.clone(), cached: true });
+            }
         }
         let result = self.verify(issuers, token, now).await;
         self.metrics.observe_miss(started.elapsed(), result.is_ok());
@@ -128,24 +140,23 @@ impl Authenticator {
 
     /// Full validation that neither reads nor fills the cache (benchmarks).
     pub async fn verify_uncached(&self, issuers: &IssuerSet, token: &str, now: u64) -> Result<Arc<Identity>, Reason> {
-        let unverified = validate::parse(token, issuers.max_token_bytes)?;
-        let rules = issuers.get(&unverified.iss).ok_or(Reason::UnknownIssuer)?;
-        rules.check_unverified(token, &unverified)?;
-        let key = self.keys.resolve(&rules.issuer, unverified.kid.as_deref(), unverified.alg).await?;
-        unverified.check_signature(&key)?;
-        let claims = unverified.into_payload();
-        let checked = rules.check_claims(&claims, now)?;
-        Ok(Arc::new(Identity {
-            issuer: rules.issuer.clone(),
-            subject: checked.subject,
-            audiences: checked.audiences,
-            presenter: checked.presenter,
-            claims,
-            expires_at: checked.expires_at,
-        }))
+        self.validate(issuers, token, now).await.map(|(identity, _, _)| identity)
     }
 
     async fn verify(&self, issuers: &IssuerSet, token: &str, now: u64) -> Result<Authenticated, Reason> {
+        let (identity, rules, key) = self.validate(issuers, token, now).await?;
+        let expires = identity.expires_at.saturating_add(rules.config.clock_skew_seconds);
+        self.cache.insert(token, identity.clone(), rules.config.clone(), key, issuers.generation, expires);
+        Ok(Authenticated { identity, issuer: rules.config.clone(), cached: false })
+    }
+
+    /// Structure, header, key, signature, then claims (RFC 8725 order).
+    async fn validate(
+        &self,
+        issuers: &IssuerSet,
+        token: &str,
+        now: u64,
+    ) -> Result<(Arc<Identity>, Arc<IssuerRules>, Arc<VerifyingKey>), Reason> {
         let unverified = validate::parse(token, issuers.max_token_bytes)?;
         let rules = issuers.get(&unverified.iss).ok_or(Reason::UnknownIssuer)?.clone();
         rules.check_unverified(token, &unverified)?;
@@ -161,9 +172,7 @@ impl Authenticator {
             claims,
             expires_at: checked.expires_at,
         });
-        let expires = checked.expires_at.saturating_add(rules.config.clock_skew_seconds);
-        self.cache.insert(token, identity.clone(), rules.config.clone(), key, issuers.generation, expires);
-        Ok(Authenticated { identity, issuer: rules.config.clone(), cached: false })
+        Ok((identity, rules, key))
     }
 
     pub fn cache_len(&self) -> usize {
@@ -197,5 +206,9 @@ impl KeyResolver for crate::jwks::KeyStore {
         alg: Algorithm,
     ) -> Pin<Box<dyn Future<Output = Result<Arc<VerifyingKey>, Reason>> + Send + 'a>> {
         Box::pin(crate::jwks::KeyStore::resolve(self, issuer, kid, alg))
+    }
+
+    fn available(&self, issuer: &str) -> bool {
+        crate::jwks::KeyStore::available(self, issuer)
     }
 }

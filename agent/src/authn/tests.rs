@@ -115,3 +115,50 @@ fn cache_is_bounded_by_entries_and_bytes() {
     assert!(authn.cache_len() <= 50, "entries {} exceed the bound", authn.cache_len());
     assert!(authn.cache.weight() <= 1 << 20);
 }
+
+/// Keys that can be made unavailable, as the key store does once they pass
+/// `maxStalenessSeconds`.
+struct FadingKeys {
+    keys: Arc<StaticKeys>,
+    available: std::sync::atomic::AtomicBool,
+}
+
+impl KeyResolver for FadingKeys {
+    fn resolve<'a>(
+        &'a self,
+        issuer: &'a str,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<VerifyingKey>, Reason>> + Send + 'a>> {
+        Box::pin(async move {
+            if !self.available(issuer) {
+                return Err(Reason::KeysUnavailable);
+            }
+            self.keys.resolve(issuer, kid, alg).await
+        })
+    }
+
+    fn available(&self, _issuer: &str) -> bool {
+        self.available.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Regression: cache hits used to be served after the issuer's keys went stale, so an IdP
+/// outage longer than maxStalenessSeconds never produced 503 for tokens seen before it.
+#[test]
+fn cached_tokens_get_503_once_keys_are_unavailable() {
+    let k = TestKey::rsa();
+    let set = KeySet::parse(json!({"keys": [k.jwk(Some("a"), None)]}).to_string().as_bytes()).unwrap();
+    let fading = Arc::new(FadingKeys { keys: keys(set), available: true.into() });
+    let authn = authenticator(fading.clone());
+    let issuers = IssuerSet::new(&[issuer_cfg("api")], 1);
+    let t = token(&k, "a", "alice");
+    block(async {
+        assert!(!authn.authenticate(&issuers, &t, NOW).await.expect("valid").cached);
+        assert!(authn.authenticate(&issuers, &t, NOW).await.expect("valid").cached);
+        fading.available.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(authn.authenticate(&issuers, &t, NOW).await.unwrap_err(), Reason::KeysUnavailable);
+        fading.available.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(authn.authenticate(&issuers, &t, NOW).await.expect("valid again").cached, "the entry survives the outage");
+    });
+}

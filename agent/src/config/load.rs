@@ -97,17 +97,15 @@ pub fn check(c: &Config) -> Vec<(FieldPath, String)> {
             errs.push((at.clone().key("algorithms"), "list at least one algorithm (or omit the field for the default set)".to_owned()));
         }
         for (name, uri) in [("jwksUri", &iss.jwks_uri), ("discoveryUri", &iss.discovery_uri)] {
-            if let Some(uri) = uri {
-                if let Err(e) = check_url(uri) {
+            if let Some(uri) = uri
+                && let Err(e) = check_url(uri) {
                     errs.push((at.clone().key(name), e));
                 }
-            }
         }
-        if iss.jwks_uri.is_none() && iss.discovery_uri.is_none() {
-            if let Err(e) = check_url(&iss.issuer) {
+        if iss.jwks_uri.is_none() && iss.discovery_uri.is_none()
+            && let Err(e) = check_url(&iss.issuer) {
                 errs.push((at.clone().key("issuer"), format!("{e}; without jwksUri or discoveryUri the issuer must be a URL to discover keys from")));
             }
-        }
         if iss.max_token_bytes == 0 {
             errs.push((at.clone().key("maxTokenBytes"), "must be greater than 0".to_owned()));
         }
@@ -158,16 +156,14 @@ pub fn check(c: &Config) -> Vec<(FieldPath, String)> {
             errs.push((at.clone().key("upstream"), "the upstream is the listener itself".to_owned()));
         }
     }
-    if let (Some(admin), Some(cap)) = (&c.admin, &c.capture) {
-        if admin.listen == cap.listen {
+    if let (Some(admin), Some(cap)) = (&c.admin, &c.capture)
+        && admin.listen == cap.listen {
             errs.push((root.clone().key("capture").key("listen"), "same address as admin.listen".to_owned()));
         }
-    }
-    if let Some(admin) = &c.admin {
-        if addrs.contains(&admin.listen) {
+    if let Some(admin) = &c.admin
+        && addrs.contains(&admin.listen) {
             errs.push((root.clone().key("admin").key("listen"), "same address as a listener".to_owned()));
         }
-    }
     let rate = c.audit.allow_sample_rate;
     if !(0.0..=1.0).contains(&rate) {
         errs.push((root.clone().key("audit").key("allowSampleRate"), "must be between 0 and 1".to_owned()));
@@ -238,9 +234,12 @@ admin:
         }
     }
 
+    /// (name, file text, (line, column), field path, message fragment)
+    type Case = (&'static str, &'static str, (usize, usize), &'static str, &'static str);
+
     #[test]
     fn errors_name_file_line_column_and_field() {
-        let cases: &[(&str, &str, (usize, usize), &str, &str)] = &[
+        let cases: &[Case] = &[
             ("unknown field", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    audience: y\n", (4, 5), "issuers[0]", "unknown field `audience`"),
             ("bad type", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    clockSkewSeconds: soon\n", (4, 23), "issuers[0].clockSkewSeconds", "invalid type"),
             ("bad alg", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    algorithms: [HS256]\n", (4, 17), "issuers[0].algorithms", "HMAC"),

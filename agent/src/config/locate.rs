@@ -49,7 +49,9 @@ enum Node {
 /// 1-based (line, column) of the path's key (or sequence item), or of its deepest existing
 /// ancestor when the path names a field that is absent.
 pub fn locate(text: &str, path: &FieldPath) -> Option<(usize, usize)> {
-    let mut events = Parser::new_from_str(text).filter_map(Result::ok);
+    // Stop at the first scan error: the parser repeats it forever, so skipping errors would
+    // never end (libyaml, behind serde, accepts some documents saphyr refuses).
+    let mut events = Parser::new_from_str(text).map_while(Result::ok);
     // Skip stream and document starts.
     let (root, root_span) = loop {
         let (ev, span) = events.next()?;
@@ -128,5 +130,16 @@ mod tests {
         // Absent field: its parent.
         assert_eq!(p(FieldPath::default().key("issuers").index(0).key("nope")), Some((2, 5)));
         assert_eq!(FieldPath::default().key("issuers").index(1).key("jwks").to_string(), "issuers[1].jwks");
+    }
+
+    /// Regression (found by fuzzing `config`): serde's YAML parser accepts this multi-line
+    /// quoted scalar, saphyr does not, and `locate` looped forever on the repeated error, so
+    /// `ward run` hung at start and a reload hung the watcher.
+    #[test]
+    fn a_scan_error_ends_the_search() {
+        let text = "issuers:\n- issuer: \"https:/+i\n-d/\"\n  audiences: [a]\n";
+        assert_eq!(locate(text, &FieldPath::default().key("issuers").index(0).key("issuer")), None);
+        let err = crate::config::parse_str(text, "t.yaml").expect_err("the issuer is not a URL");
+        assert!(err.to_string().starts_with("t.yaml:1:1: issuers[0].issuer: "), "{err}");
     }
 }

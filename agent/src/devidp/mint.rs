@@ -92,6 +92,16 @@ impl SigningKey {
         jwk
     }
 
+    /// The public key as aws-lc expects it for verification (PKCS#1 DER, SEC1 point, or raw
+    /// Ed25519), for benchmarks of the raw crypto backend.
+    pub fn public_key_bytes(&self) -> Vec<u8> {
+        match &self.pair {
+            Pair::Rsa(k) => k.public_key().as_ref().to_vec(),
+            Pair::Ec(k) => k.public_key().as_ref().to_vec(),
+            Pair::Ed(k) => k.public_key().as_ref().to_vec(),
+        }
+    }
+
     /// Sign `message` with `alg`, which must fit the key type (an RSA key signs any RS*/PS*,
     /// whatever its JWK declares, so tests can produce tokens whose `alg` the JWK forbids).
     pub fn sign(&self, alg: Algorithm, message: &[u8]) -> Result<Vec<u8>, DevIdpError> {

@@ -234,7 +234,7 @@ impl IssuerKeys {
         if within_staleness(loaded.fetched_at, now, max) {
             Some(loaded)
         } else {
-            self.note_expired(&loaded, max);
+            self.expire(&loaded, max, None);
             None
         }
     }
@@ -252,8 +252,10 @@ impl IssuerKeys {
     /// Start the first load (so that requests arriving before the refresh loop runs have a
     /// flight to wait for) and return the loop to spawn.
     pub fn start(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let _ = self.refresh(true);
-        Arc::clone(self).refresh_loop()
+        // The loop awaits this very flight: if it called `refresh` itself, it could run only
+        // after the first load landed and fetch a second time for nothing.
+        let (first, _) = self.refresh(true);
+        Arc::clone(self).refresh_loop(first)
     }
 
     /// The key for a token of this issuer.
@@ -318,6 +320,9 @@ impl IssuerKeys {
         let took = started.elapsed();
         match result {
             Ok((mut keys, freshness, jwks_uri)) => {
+                // Under the condition lock, so that expiring the previous set (which
+                // retires its keys) cannot interleave with this set adopting them.
+                let swap = lock(&self.condition);
                 let previous = self.current.load_full();
                 if let Some(previous) = &previous {
                     keys.succeed(&previous.keys);
@@ -335,6 +340,7 @@ impl IssuerKeys {
                     generation: settings.generation,
                 });
                 self.current.store(Some(Arc::clone(&loaded)));
+                drop(swap);
                 self.metrics.fetched(&self.issuer, "ok", took);
                 self.metrics.loaded(&self.issuer, loaded.keys.len(), loaded.fetched_unix);
                 self.note_success(&loaded, previous.as_deref());
@@ -410,17 +416,20 @@ impl IssuerKeys {
 
     fn note_failure(&self, error: &JwksError, max_staleness: Duration) {
         let current = self.current.load_full();
-        let health = match &current {
-            Some(l) if within_staleness(l.fetched_at, Instant::now(), max_staleness) => Health::Stale,
-            Some(_) => Health::Expired,
-            None => Health::Failing,
-        };
         let mut c = lock(&self.condition);
-        let was = c.health;
-        c.health = health;
         c.last_error = Some(error.to_string());
         c.last_attempt_unix = Some(now_unix());
         c.consecutive_failures = c.consecutive_failures.saturating_add(1);
+        let health = match &current {
+            Some(l) if within_staleness(l.fetched_at, Instant::now(), max_staleness) => Health::Stale,
+            Some(l) => {
+                drop(c);
+                return self.expire(l, max_staleness, Some(error));
+            }
+            None => Health::Failing,
+        };
+        let was = c.health;
+        c.health = health;
         drop(c);
         self.metrics.health(&self.issuer, true, health.available());
         if was == health {
@@ -431,25 +440,30 @@ impl IssuerKeys {
             (Health::Stale, Some(l)) => tracing::warn!(issuer = %self.issuer, %error,
                 keys_age_seconds = l.fetched_at.elapsed().as_secs(), max_staleness_seconds = max_staleness.as_secs(),
                 "key set refresh failed: serving the last good keys until they are older than maxStalenessSeconds"),
-            (Health::Expired, _) => self.log_expired(Some(error), max_staleness),
             _ => tracing::error!(issuer = %self.issuer, %error,
                 "cannot load the key set: this issuer's tokens get 503 until a fetch succeeds"),
         }
     }
 
-    /// Keys found too old on the request path or in the loop: flip to Expired, once.
-    fn note_expired(&self, loaded: &Loaded, max_staleness: Duration) {
+    /// The keys are older than `maxStalenessSeconds` (found on the request path, by the
+    /// loop, or by a failed refresh): retire them, so that verdicts cached with them end
+    /// too (their tokens get 503 like any other), and say so once.
+    fn expire(&self, loaded: &Arc<Loaded>, max_staleness: Duration, error: Option<&JwksError>) {
         let mut c = lock(&self.condition);
-        // Only a failed refresh can leave keys this old, so the state is Stale (or already
-        // Expired). Fresh here means a fetch is just landing; leave it to that.
-        if c.health != Health::Stale {
+        // A fetch may have just replaced the set: only a set still current and still too
+        // old expires. (Fetches swap sets under this same lock.)
+        let still_current = self.current.load().as_ref().is_some_and(|cur| Arc::ptr_eq(cur, loaded));
+        if !still_current || within_staleness(loaded.fetched_at, Instant::now(), max_staleness) {
             return;
         }
+        loaded.keys.retire_all();
+        let was = c.health;
         c.health = Health::Expired;
         drop(c);
         self.metrics.health(&self.issuer, true, false);
-        let _ = loaded;
-        self.log_expired(None, max_staleness);
+        if was != Health::Expired {
+            self.log_expired(error, max_staleness);
+        }
     }
 
     fn log_expired(&self, error: Option<&JwksError>, max_staleness: Duration) {
@@ -460,16 +474,14 @@ impl IssuerKeys {
 
     /// Refresh on schedule, retry with backoff while failing, refetch at once after a
     /// settings change. Runs until aborted (issuer removed, store dropped).
-    async fn refresh_loop(self: Arc<Self>) {
+    async fn refresh_loop(self: Arc<Self>, first: Flight<FetchResult>) {
         let mut backoff = Backoff::default();
+        let mut flight = first;
         loop {
-            let generation = self.settings.load().generation;
-            // The first flight was started by `start` (or by a request): join it.
-            let (flight, _) = self.refresh(true);
             let result = flight.await;
             let settings = self.settings.load_full();
             let delay = match result {
-                Some(Ok(loaded)) if loaded.generation == generation && generation == settings.generation => {
+                Some(Ok(loaded)) if loaded.generation == settings.generation => {
                     backoff.reset();
                     // Up to 10% early, so a fleet started together drifts apart.
                     loaded.refresh_in.mul_f64(1.0 - 0.1 * rand::random::<f64>())
@@ -498,6 +510,8 @@ impl IssuerKeys {
                 () = tokio::time::sleep(delay) => {}
                 () = self.wake.notified() => backoff.reset(),
             }
+            // Joins a flight a request may have started meanwhile.
+            flight = self.refresh(true).0;
         }
     }
 

@@ -49,15 +49,15 @@ impl KidGate {
     /// A token's kid is not in the current key set and no fetch is in flight: may it cause
     /// one? `Refetch` also starts the cooldown.
     pub fn check(&mut self, kid: Option<&str>, now: Instant) -> Decision {
-        if let Some(at) = kid.and_then(|k| self.missed.get(k)) {
-            if now.saturating_duration_since(*at) < self.negative_ttl() {
-                return Decision::Suppressed;
-            }
+        if let Some(at) = kid.and_then(|k| self.missed.get(k))
+            && now.saturating_duration_since(*at) < self.negative_ttl()
+        {
+            return Decision::Suppressed;
         }
-        if let Some(last) = self.last_refetch {
-            if now.saturating_duration_since(last) < self.cooldown {
-                return Decision::Suppressed;
-            }
+        if let Some(last) = self.last_refetch
+            && now.saturating_duration_since(last) < self.cooldown
+        {
+            return Decision::Suppressed;
         }
         self.last_refetch = Some(now);
         Decision::Refetch

@@ -100,6 +100,12 @@ impl KeyStore {
         keys.resolve(kid, alg).await
     }
 
+    /// The issuer is configured and its keys are loaded and within `maxStalenessSeconds`
+    /// (checked on verified-cache hits, so cached verdicts end with the keys).
+    pub fn available(&self, issuer: &str) -> bool {
+        self.issuers.load().get(issuer).is_some_and(|e| e.keys.available())
+    }
+
     /// Every configured issuer has usable keys (for `/readyz`).
     pub fn all_loaded(&self) -> bool {
         self.issuers.load().values().all(|e| e.keys.available())

@@ -131,18 +131,16 @@ impl KeySet {
         }
         let mut seen = HashSet::new();
         for key in &set.keys {
-            if let Some(kid) = &key.kid {
-                if !seen.insert(kid.clone()) {
+            if let Some(kid) = &key.kid
+                && !seen.insert(kid.clone()) {
                     set.ambiguous.insert(kid.clone());
                 }
-            }
         }
         for (i, key) in set.keys.iter().enumerate() {
-            if let Some(kid) = &key.kid {
-                if !set.ambiguous.contains(kid) {
+            if let Some(kid) = &key.kid
+                && !set.ambiguous.contains(kid) {
                     set.by_kid.insert(kid.clone(), i);
                 }
-            }
         }
         for kid in &set.ambiguous {
             set.ignored.push(IgnoredKey { kid: Some(kid.clone()), why: "kid appears more than once".to_owned() });
@@ -225,11 +223,10 @@ fn b64_member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, &'static 
 }
 
 fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyingKey, &'static str> {
-    if let Some(u) = string(jwk, "use")? {
-        if u != "sig" {
+    if let Some(u) = string(jwk, "use")?
+        && u != "sig" {
             return Err("use is not \"sig\"");
         }
-    }
     if let Some(ops) = jwk.get("key_ops") {
         let ops = ops.as_array().ok_or("key_ops is not an array")?;
         if !ops.iter().any(|o| o.as_str() == Some("verify")) {
@@ -295,11 +292,10 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyingKey, &'static str> {
         "oct" => return Err("symmetric (oct) keys are never used"),
         _ => return Err("unknown kty"),
     };
-    if let Some(alg) = declared_alg {
-        if alg.family() != family {
+    if let Some(alg) = declared_alg
+        && alg.family() != family {
             return Err("alg disagrees with the key type");
         }
-    }
     let algs: Vec<Algorithm> = match declared_alg {
         Some(a) => vec![a],
         None => Algorithm::DEFAULT_ALLOWLIST.iter().copied().filter(|a| a.family() == family).collect(),

@@ -37,6 +37,7 @@ pub struct Verdict {
 
 /// One line of `ward explain` output.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PolicyTrace {
     pub policy: Arc<str>,
     pub action: &'static str,
@@ -62,8 +63,17 @@ impl PolicySet {
         let mut any_allow_applies = false;
         let mut audited_by = Vec::new();
         for (name, policy) in &self.policies {
-            let applies = policy.target.as_ref().is_none_or(|t| target_covers(t, req));
-            let matched = if applies { policy.rules.iter().position(|r| rule_matches(r, req)) } else { None };
+            // The Host header is the client's to choose. For an ALLOW, `target.hosts` therefore
+            // only narrows what it allows, never whether it applies: otherwise a client could
+            // send another Host to the same address, make no ALLOW apply, and be let in with
+            // any valid token.
+            let (applies, host_ok) = match &policy.target {
+                None => (true, true),
+                Some(t) if policy.action == Action::Allow => (target_covers_address(t, req), target_covers_host(t, req)),
+                Some(t) => (target_covers(t, req), true),
+            };
+            let matched =
+                if applies && host_ok { policy.rules.iter().position(|r| rule_matches(r, req)) } else { None };
             if let Some(trace) = trace.as_deref_mut() {
                 trace.push(PolicyTrace { policy: name.clone(), action: policy.action.as_str(), applies, matched_rule: matched });
             }
@@ -99,9 +109,16 @@ impl PolicySet {
 
 /// Does a policy's `target` cover this destination?
 pub fn target_covers(t: &Target, req: &RequestAttrs<'_>) -> bool {
+    target_covers_address(t, req) && target_covers_host(t, req)
+}
+
+fn target_covers_address(t: &Target, req: &RequestAttrs<'_>) -> bool {
     (t.addresses.is_empty() || t.addresses.iter().any(|c| c.contains(req.destination.ip())))
         && (t.ports.is_empty() || t.ports.contains(&req.destination.port()))
-        && (t.hosts.is_empty() || req.host.is_some_and(|h| t.hosts.iter().any(|p| host_matches(p, h))))
+}
+
+fn target_covers_host(t: &Target, req: &RequestAttrs<'_>) -> bool {
+    t.hosts.is_empty() || req.host.is_some_and(|h| t.hosts.iter().any(|p| host_matches(p, h)))
 }
 
 fn rule_matches(rule: &Rule, req: &RequestAttrs<'_>) -> bool {

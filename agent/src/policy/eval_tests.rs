@@ -104,6 +104,9 @@ fn table() {
         ("target elsewhere: allow does not apply", r#"[{name: p, action: ALLOW, target: {addresses: ["10.9.9.9"]}, rules: [{when: [{key: "request.auth.claims[role]", values: ["nobody"]}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
         ("target here: allow applies", r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.0/24"], ports: [8080]}, rules: [{when: [{key: "request.auth.claims[role]", values: ["nobody"]}]}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
         ("target other port", r#"[{name: p, action: DENY, target: {addresses: ["10.200.0.3"], ports: [9090]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
+        ("allow target by host: other Host cannot escape it", r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.3"], hosts: ["api.internal"]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
+        ("allow target by host: matching Host", r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.3"], hosts: ["backend.default"]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
+        ("deny target by host: other Host not denied", r#"[{name: p, action: DENY, target: {hosts: ["api.internal"]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
         ("keycloak example", r#"
 - name: backend-authz
   action: ALLOW

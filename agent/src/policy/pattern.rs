@@ -20,7 +20,8 @@ impl Pattern {
             return Ok(Pattern::Presence);
         }
         let (prefix_star, suffix_star) = (s.starts_with('*'), s.ends_with('*'));
-        let inner_star = s.len() > 2 && s[1..s.len() - 1].contains('*');
+        // Bytes, not a str slice: index 1 may fall inside a multi-byte character.
+        let inner_star = s.len() > 2 && s.as_bytes()[1..s.len() - 1].contains(&b'*');
         match (prefix_star, suffix_star) {
             _ if inner_star => Err(format!(
                 "{s:?}: '*' may only stand at the start or the end of a value (Istio semantics)"
@@ -111,7 +112,19 @@ mod tests {
         for bad in ["a*b", "*a*", "**x", "/a/*/b"] {
             assert!(Pattern::parse(bad).is_err(), "{bad} should be refused");
         }
-        assert_eq!(Pattern::parse("**").unwrap_err().contains("either"), true);
+        assert!(Pattern::parse("**").unwrap_err().contains("either"));
+    }
+
+    /// Regression (found by fuzzing `policy`): a value starting with a multi-byte character
+    /// panicked (str slice inside a character), taking the config loader down with it.
+    #[test]
+    fn non_ascii_values() {
+        for (pat, value, want) in [("ñandú", "ñandú", true), ("ñ*", "ñu", true), ("*ú", "ñandú", true), ("é", "e", false)] {
+            let p = Pattern::parse(pat).unwrap_or_else(|e| panic!("parse {pat}: {e}"));
+            assert_eq!(p.matches(value), want, "{pat} on {value}");
+            assert_eq!(p.to_string(), pat);
+        }
+        assert!(Pattern::parse("é*è").is_err(), "an inner star is refused in any script");
     }
 
     #[test]

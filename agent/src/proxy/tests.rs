@@ -110,8 +110,8 @@ policies:
   rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
 proxy:
   headerReadTimeoutMillis: 300
-  upstreamResponseTimeoutMillis: 500
-  upstreamConnectTimeoutMillis: 500
+  upstreamResponseTimeoutMillis: 1000
+  upstreamConnectTimeoutMillis: 200
   maxConnections: 3
   shutdownGraceSeconds: 30
 "#;
@@ -418,4 +418,39 @@ async fn shutdown_stops_accepting_and_lets_in_flight_requests_finish() {
     let ((status, _, _), _conn) = in_flight.await.expect("request task");
     assert_eq!(status, StatusCode::OK, "the in-flight request completed");
     h.served.await.expect("serve task").expect("serve returns Ok after draining");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let h = Harness::start("  idleTimeoutSeconds: 1\n", true).await;
+    let good = format!("Bearer {}", h.token(json!({})));
+    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    s.write_all(format!("GET /one HTTP/1.1\r\nhost: api\r\nauthorization: {good}\r\n\r\n").as_bytes()).await.expect("write");
+    // The answer arrives, then, with nothing more sent, the connection is closed by ward.
+    let answer = String::from_utf8_lossy(&read_to_close(&mut s).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("408"), "an idle connection is closed silently: {answer}");
+}
+
+#[tokio::test]
+async fn upstream_connect_timeout_holds() {
+    // An upstream whose accept queue is full: the kernel drops further SYNs, so a connect
+    // hangs. With a connect timeout below the response timeout the answer is 502, not 504.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let full = socket.listen(0).expect("listen with backlog 0");
+    let addr = full.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(c)) = tokio::time::timeout(std::time::Duration::from_millis(200), TcpStream::connect(addr)).await {
+            fillers.push(c);
+        }
+    }
+    // The harness config: upstreamConnectTimeoutMillis 200, upstreamResponseTimeoutMillis 1000.
+    let h = Harness::start_with("", true, addr, Seen::default(), Arc::new(Notify::new())).await;
+    let good = format!("Bearer {}", h.token(json!({})));
+    let mut conn = h.h1().await;
+    let (s, _, body) = send(&mut conn, get("/", Some(&good))).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{}", String::from_utf8_lossy(&body));
+    drop((full, fillers));
 }
