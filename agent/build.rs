@@ -5,7 +5,6 @@
 //! listeners only): the build warns and sets `cfg(ward_no_ebpf)`, and the binary refuses
 //! `capture` with a message naming `cargo xtask setup`. With `CI=true` a missing toolchain is
 //! a hard error, so CI can never ship a binary that silently lacks capture.
-#![expect(clippy::print_stdout, reason = "cargo build-script protocol")]
 
 use std::{
     env,
@@ -17,6 +16,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(ward_no_ebpf)");
     println!("cargo:rerun-if-env-changed=CI");
     println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-env-changed=WARD_SKIP_EBPF");
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().expect("agent/ lives in the workspace root");
     let ebpf_dir = workspace.join("ebpf");
@@ -24,9 +24,13 @@ fn main() {
     println!("cargo:rerun-if-changed={}", common_dir.display());
     let ci = env::var("CI").is_ok_and(|v| v == "true" || v == "1");
 
-    let result = match toolchain_problem() {
-        Some(problem) => Err(problem),
-        None => build(&ebpf_dir),
+    // WARD_SKIP_EBPF=1: build without the kernel programs even where the toolchain exists
+    // (faster builds of everything else; the same path as a machine without bpf-linker).
+    let skip = env::var("WARD_SKIP_EBPF").is_ok_and(|v| v == "1");
+    let result = match (skip, toolchain_problem()) {
+        (true, _) => Err("WARD_SKIP_EBPF=1".to_owned()),
+        (false, Some(problem)) => Err(problem),
+        (false, None) => build(&ebpf_dir),
     };
     match result {
         Ok(()) => {}
@@ -79,6 +83,5 @@ fn toolchain_problem() -> Option<String> {
 }
 
 fn on_path(program: &str) -> bool {
-    env::var_os("PATH")
-        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    env::var_os("PATH").is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

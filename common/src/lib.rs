@@ -272,11 +272,14 @@ pub enum Program {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all impls): plain `#[repr(C)]` structs of integers with explicit padding fields,
-    // so every bit pattern is valid and there are no implicit padding bytes.
+    // SAFETY: a `#[repr(C)]` struct of two u32 and a u16 array: every bit pattern is valid,
+    // no implicit padding (size asserted above).
     unsafe impl aya::Pod for super::TargetPorts {}
+    // SAFETY: `#[repr(C)]` integers with an explicit `_pad`; size asserted above.
     unsafe impl aya::Pod for super::CaptureConfig {}
+    // SAFETY: `#[repr(C)]` integers with an explicit `_pad`; size asserted above.
     unsafe impl aya::Pod for super::OrigDst {}
+    // SAFETY: `#[repr(C)]` integers, naturally aligned without padding; size asserted above.
     unsafe impl aya::Pod for super::SockTuple {}
 }
 

@@ -10,16 +10,14 @@
 //! subtree), which is exactly why the check is needed.
 
 use aya_ebpf::{
+    EbpfContext as _,
     bindings::bpf_sock_addr,
     helpers::{bpf_get_current_cgroup_id, bpf_get_socket_cookie},
-    EbpfContext as _,
 };
 use aya_log_ebpf::error;
-use ward_common::{
-    is_v4_mapped, v4_mapped, CaptureConfig, Event, OrigDst, CONFIG_LISTEN4, CONFIG_LISTEN6,
-};
+use ward_common::{CONFIG_LISTEN4, CONFIG_LISTEN6, CaptureConfig, Event, OrigDst, is_v4_mapped, v4_mapped};
 
-use crate::maps::{config, count, is_protected, ORIG_BY_COOKIE};
+use crate::maps::{ORIG_BY_COOKIE, config, count, is_protected};
 
 const SOCK_STREAM: u32 = 1;
 

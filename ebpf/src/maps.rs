@@ -3,11 +3,10 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, SockHash},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, SockHash, lpm_trie::Key},
 };
 use ward_common::{
-    CaptureConfig, Event, OrigDst, SockTuple, TargetAddr, TargetPorts, MAX_PENDING, MAX_SOCKS,
-    MAX_TARGETS,
+    CaptureConfig, Event, MAX_PENDING, MAX_SOCKS, MAX_TARGETS, OrigDst, SockTuple, TargetAddr, TargetPorts,
 };
 
 /// BPF_F_NO_PREALLOC: required for LPM tries.

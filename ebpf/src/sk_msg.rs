@@ -9,10 +9,10 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::{bindings::sk_msg_md, programs::SkMsgContext};
-use ward_common::{v4_mapped, Event, SockTuple, SKMSG_TCP_ONLY};
+use ward_common::{Event, SKMSG_TCP_ONLY, SockTuple, v4_mapped};
 
 use crate::{
-    maps::{count, SKMSG_STATE, SOCKS},
+    maps::{SKMSG_STATE, SOCKS, count},
     sock_ops::remote_port,
 };
 

@@ -17,14 +17,14 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
-    bindings::{bpf_sock_ops, BPF_ANY},
+    bindings::{BPF_ANY, bpf_sock_ops},
     helpers::bpf_get_socket_cookie,
     programs::SockOpsContext,
 };
 use aya_log_ebpf::error;
-use ward_common::{v4_mapped, Event, SockTuple, CONFIG_SK_MSG, SKMSG_INSERTED};
+use ward_common::{CONFIG_SK_MSG, Event, SKMSG_INSERTED, SockTuple, v4_mapped};
 
-use crate::maps::{config, count, is_protected, ORIG_BY_COOKIE, ORIG_BY_TUPLE, SKMSG_STATE, SOCKS};
+use crate::maps::{ORIG_BY_COOKIE, ORIG_BY_TUPLE, SKMSG_STATE, SOCKS, config, count, is_protected};
 
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;

@@ -14,7 +14,8 @@ pub fn cgroup2_mount() -> PathBuf {
     info.lines()
         .find_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2").then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
         })
         .expect("no cgroup2 mount in /proc/self/mountinfo")
 }

@@ -19,19 +19,23 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
+        Arc, Mutex,
         atomic::{AtomicU32, Ordering},
-        mpsc, Arc, Mutex,
+        mpsc,
     },
     time::Duration,
 };
 
-use crate::cgroup::{cgroup2_mount, TestCgroup};
+use crate::cgroup::{TestCgroup, cgroup2_mount};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Run `ip` and panic with its stderr if it fails.
 pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("run ip {args:?}: {e} (is iproute2 installed?)"));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run ip {args:?}: {e} (is iproute2 installed?)"));
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
@@ -84,7 +88,8 @@ impl Node {
         let root = TestCgroup::create(cgroup2_mount().join(format!("ward-test-{id}")));
         let pods_cgroup = root.child("pods");
         let agent_cgroup = root.child("agent");
-        let node = Node { id, net, next_pod: AtomicU32::new(10), agent_cgroup, pods_cgroup, _cgroup_root: root, ns };
+        let node =
+            Node { id, net, next_pod: AtomicU32::new(10), agent_cgroup, pods_cgroup, _cgroup_root: root, ns };
         let nsn = node.ns.name().to_owned();
         ip(&["-n", &nsn, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &nsn, "addr", "add", &format!("{}/24", node.gateway_v4()), "dev", "br0"]);
@@ -114,7 +119,20 @@ impl Node {
         let ns = NetNs::create(format!("{}-{name}", self.id));
         let host_if = format!("vp{k}");
         let nodens = self.ns.name();
-        ip(&["-n", nodens, "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", ns.name()]);
+        ip(&[
+            "-n",
+            nodens,
+            "link",
+            "add",
+            &host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ]);
         ip(&["-n", nodens, "link", "set", &host_if, "master", "br0", "up"]);
         let ipv4 = Ipv4Addr::new(10, self.net.0, self.net.1, k as u8);
         let ipv6 = self.v6(k as u16);
@@ -155,7 +173,9 @@ impl Pod {
     /// Run to completion in this pod; its stdout lines.
     pub fn run(&self, program: &Path, args: &[&str]) -> Vec<String> {
         let (mut cmd, _keep) = command_in(&self.ns.path(), &self.cgroup.procs_file(), program, args);
-        let out = cmd.output().unwrap_or_else(|e| panic!("run {} {args:?} in pod {}: {e}", program.display(), self.name));
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("run {} {args:?} in pod {}: {e}", program.display(), self.name));
         assert!(
             out.status.success(),
             "{} {args:?} in pod {} failed: {}\n{}",
@@ -243,7 +263,9 @@ impl Proc {
             match rx.recv_timeout(left) {
                 Ok(line) if pred(&line) => return line,
                 Ok(_) => {}
-                Err(_) => panic!("no {what} from pid {}; its output so far: {:#?}", self.pid(), self.lines_seen()),
+                Err(_) => {
+                    panic!("no {what} from pid {}; its output so far: {:#?}", self.pid(), self.lines_seen())
+                }
             }
         }
     }
@@ -270,8 +292,14 @@ impl Node {
     /// Run to completion in the node's netns, in `cgroup`; its stdout lines.
     pub fn run(&self, cgroup: &TestCgroup, program: &Path, args: &[&str]) -> Vec<String> {
         let (mut cmd, _keep) = command_in(&self.ns.path(), &cgroup.procs_file(), program, args);
-        let out = cmd.output().unwrap_or_else(|e| panic!("run {} {args:?} on the node: {e}", program.display()));
-        assert!(out.status.success(), "{} {args:?} on the node failed: {}", program.display(), String::from_utf8_lossy(&out.stderr));
+        let out =
+            cmd.output().unwrap_or_else(|e| panic!("run {} {args:?} on the node: {e}", program.display()));
+        assert!(
+            out.status.success(),
+            "{} {args:?} on the node failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
     }
 }

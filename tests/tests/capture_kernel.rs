@@ -62,7 +62,16 @@ impl World {
         let other_srv = serve(&other, "other", &[APP_PORT]);
         let pins = Pins(PathBuf::from(format!("/sys/fs/bpf/ward-test-{test}-{}", std::process::id())));
         let _ = capture::uninstall(&pins.0);
-        let mut w = World { agent: None, _backend_srv: backend_srv, _other_srv: other_srv, client, backend, other, pins, node };
+        let mut w = World {
+            agent: None,
+            _backend_srv: backend_srv,
+            _other_srv: other_srv,
+            client,
+            backend,
+            other,
+            pins,
+            node,
+        };
         w.start_agent_echo();
         w
     }
@@ -142,7 +151,11 @@ fn connect(pod: &Pod, to: SocketAddr, bytes: usize) -> Reached {
     let out = pod.run(bin(), &["connect", &to.to_string(), &bytes.to_string()]);
     let line = out.last().unwrap_or_else(|| panic!("connect {to} printed nothing"));
     if let Some(rest) = line.strip_prefix("ok ") {
-        let field = |k: &str| rest.split_whitespace().find_map(|f| f.strip_prefix(k)).unwrap_or_else(|| panic!("{k} in {line:?}"));
+        let field = |k: &str| {
+            rest.split_whitespace()
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap_or_else(|| panic!("{k} in {line:?}"))
+        };
         Reached::Server(field("server=").to_owned(), field("local=").parse().expect("local addr"))
     } else {
         Reached::Failed(line.clone())
@@ -198,7 +211,10 @@ fn protected_v4_destination_lands_on_listener_and_original_dst_is_found() {
 
     // Same pod, unprotected port; and an unprotected pod: reached directly.
     assert_eq!(server_of(&connect(&w.client, SocketAddr::new(backend.ip(), OTHER_PORT), 10)), "backend");
-    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)), "other");
+    assert_eq!(
+        server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)),
+        "other"
+    );
     assert_eq!(metric(&registry, REDIRECTED), 1);
     assert!(metric(&registry, NOT_PROTECTED) >= 2);
     assert_eq!(metric(&registry, "ward_capture_sock_ops_total{event=\"tuple_recorded\"}"), 1);
@@ -229,7 +245,10 @@ fn ipv6_and_v4_mapped_destinations_are_captured() {
     assert_eq!(cap.original_dst(peer, local), Some(v4), "v4-mapped comes back as IPv4");
 
     // Unprotected IPv6 pod: direct.
-    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(IpAddr::V6(w.other.ipv6), APP_PORT), 10)), "other");
+    assert_eq!(
+        server_of(&connect(&w.client, SocketAddr::new(IpAddr::V6(w.other.ipv6), APP_PORT), 10)),
+        "other"
+    );
 }
 
 #[test]
@@ -261,9 +280,20 @@ fn target_map_updates_take_effect_without_reattach() {
     };
     cap.sync_targets(&[wide, target(&[backend.ip()], &[APP_PORT])]).expect("sync");
     assert_eq!(server_of(&connect(&w.client, backend, 10)), "agent");
-    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(backend.ip(), OTHER_PORT), 10)), "agent", "inherited port");
-    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), OTHER_PORT), 10)), "agent", "wide prefix");
-    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)), "other");
+    assert_eq!(
+        server_of(&connect(&w.client, SocketAddr::new(backend.ip(), OTHER_PORT), 10)),
+        "agent",
+        "inherited port"
+    );
+    assert_eq!(
+        server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), OTHER_PORT), 10)),
+        "agent",
+        "wide prefix"
+    );
+    assert_eq!(
+        server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)),
+        "other"
+    );
 
     cap.sync_targets(&[]).expect("sync");
     assert_eq!(server_of(&connect(&w.client, backend, 10)), "backend", "protection removed");
@@ -283,7 +313,9 @@ fn connections_fail_closed_while_the_listener_is_gone() {
     agent.kill();
 
     match connect(&w.client, backend, 10) {
-        Reached::Failed(e) => assert!(e.contains("ConnectionRefused"), "expected a refused connection, got {e}"),
+        Reached::Failed(e) => {
+            assert!(e.contains("ConnectionRefused"), "expected a refused connection, got {e}")
+        }
         Reached::Server(name, _) => panic!("protected destination reached {name} with the agent down"),
     }
     assert!(
@@ -353,14 +385,27 @@ fn forward_through_agent(sk_msg: bool, agent_inside_pods: bool) -> (Registry, Re
     let mut w = World::new(if sk_msg { "skmsg-on" } else { "skmsg-off" });
     let backend = SocketAddr::new(IpAddr::V4(w.backend.ipv4), APP_PORT);
     w.agent.take().expect("echo agent").kill();
-    let agent_cgroup = if agent_inside_pods { w.node.pods_cgroup.child("ward-agent") } else { w.node.agent_cgroup.child("proxy") };
-    let proxy = w.node.spawn(&agent_cgroup, bin(), &["proxy", "agent", &w.listen_v4().to_string(), &backend.to_string()]);
+    let agent_cgroup = if agent_inside_pods {
+        w.node.pods_cgroup.child("ward-agent")
+    } else {
+        w.node.agent_cgroup.child("proxy")
+    };
+    let proxy = w.node.spawn(
+        &agent_cgroup,
+        bin(),
+        &["proxy", "agent", &w.listen_v4().to_string(), &backend.to_string()],
+    );
     proxy.expect_line("listening line", WAIT, |l| l.starts_with("listening "));
 
     let mut registry = Registry::with_prefix("ward");
     let cfg = w.cfg(sk_msg);
-    let _cap = Capture::attach_for_agent_cgroup(&cfg, &[target(&[backend.ip()], &[APP_PORT])], &mut registry, agent_cgroup.path())
-        .unwrap_or_else(|e| panic!("attach: {e}"));
+    let _cap = Capture::attach_for_agent_cgroup(
+        &cfg,
+        &[target(&[backend.ip()], &[APP_PORT])],
+        &mut registry,
+        agent_cgroup.path(),
+    )
+    .unwrap_or_else(|e| panic!("attach: {e}"));
     let r = connect(&w.client, backend, 4 << 20);
     drop(proxy);
     drop(agent_cgroup);

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-use ward_common::{is_v4_mapped, OrigDst, SockTuple};
+use ward_common::{OrigDst, SockTuple, is_v4_mapped};
 
 /// An address as the kernel programs store it: IPv4 v4-mapped, words in network byte order.
 pub fn words(ip: IpAddr) -> [u32; 4] {

@@ -4,8 +4,8 @@
 use std::{
     os::fd::AsRawFd as _,
     sync::{
-        atomic::{AtomicBool, Ordering},
         Arc,
+        atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
 };

@@ -2,15 +2,15 @@
 //! number of protected prefixes and whether the programs are attached.
 
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
     Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
 use aya::maps::{MapData, PerCpuArray};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
-    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
 use ward_common::{Event, Program};
 
@@ -42,9 +42,24 @@ impl CaptureCollector {
 impl Collector for CaptureCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         for (program, name, help, label) in [
-            (Program::Connect, "capture_connect", "connect() calls seen by the capture programs, by verdict", "verdict"),
-            (Program::SockOps, "capture_sock_ops", "sock_ops events on captured and local connections", "event"),
-            (Program::SkMsg, "capture_sk_msg", "sendmsg() calls seen by the sk_msg fast path, by verdict", "verdict"),
+            (
+                Program::Connect,
+                "capture_connect",
+                "connect() calls seen by the capture programs, by verdict",
+                "verdict",
+            ),
+            (
+                Program::SockOps,
+                "capture_sock_ops",
+                "sock_ops events on captured and local connections",
+                "event",
+            ),
+            (
+                Program::SkMsg,
+                "capture_sk_msg",
+                "sendmsg() calls seen by the sk_msg fast path, by verdict",
+                "verdict",
+            ),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for event in Event::ALL.iter().filter(|e| e.program() == program) {

@@ -22,32 +22,29 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
 };
 
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, SockHash},
-    programs::{
-        links::FdLink, CgroupAttachMode, CgroupSockAddr, SkMsg, SockOps,
-    },
     Ebpf, EbpfLoader,
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, SockHash, lpm_trie::Key},
+    programs::{CgroupAttachMode, CgroupSockAddr, SkMsg, SockOps, links::FdLink},
 };
 use aya_log::EbpfLogger;
 pub use error::CaptureError;
 pub use pins::UninstallReport;
 use ward_common::{
-    map_names, program_names, CaptureConfig, OrigDst, SockTuple, TargetAddr, TargetPorts,
-    CONFIG_LISTEN4, CONFIG_LISTEN6, CONFIG_SK_MSG,
+    CONFIG_LISTEN4, CONFIG_LISTEN6, CONFIG_SK_MSG, CaptureConfig, OrigDst, SockTuple, TargetAddr,
+    TargetPorts, map_names, program_names,
 };
 
 use crate::policy::model::Target;
 
 /// The kernel object, when the build had the eBPF toolchain (see `agent/build.rs`).
 #[cfg(not(ward_no_ebpf))]
-static OBJECT: Option<&[u8]> =
-    Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ward-ebpf")));
+static OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ward-ebpf")));
 #[cfg(ward_no_ebpf)]
 static OBJECT: Option<&[u8]> = None;
 
@@ -180,7 +177,12 @@ impl Capture {
         let agent_inside = agent_cgroup.starts_with(&cgroup_path);
         let want_agent_sock_ops = sk_msg && !agent_inside;
         let logger = if adopt {
-            adopt_agent_sock_ops(&layout, previous.agent_cgroup_id != agent_cgroup_id, want_agent_sock_ops, agent_cgroup)?;
+            adopt_agent_sock_ops(
+                &layout,
+                previous.agent_cgroup_id != agent_cgroup_id,
+                want_agent_sock_ops,
+                agent_cgroup,
+            )?;
             let connect4 = CgroupSockAddr::from_pin(
                 layout.prog(pins::CONNECT4),
                 aya::programs::CgroupSockAddrAttachType::Connect4,
@@ -194,12 +196,8 @@ impl Capture {
             if !stale.is_empty() {
                 tracing::warn!(?stale, "replaced outdated capture pins");
             }
-            let result = attach_fresh(
-                &mut ebpf,
-                &layout,
-                &cgroup_path,
-                want_agent_sock_ops.then_some(agent_cgroup),
-            );
+            let result =
+                attach_fresh(&mut ebpf, &layout, &cgroup_path, want_agent_sock_ops.then_some(agent_cgroup));
             if let Err(e) = result {
                 let _ = layout.remove_links_and_programs();
                 return Err(e);
@@ -259,9 +257,7 @@ impl Capture {
         let stale: Vec<Key<TargetAddr>> = trie
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| {
-                !plan.entries.contains_key(&targets::Prefix { words: k.data(), len: k.prefix_len() })
-            })
+            .filter(|k| !plan.entries.contains_key(&targets::Prefix { words: k.data(), len: k.prefix_len() }))
             .collect();
         for key in stale {
             trie.remove(&key).map_err(|e| CaptureError::map("removing a protected prefix", e))?;
@@ -331,7 +327,7 @@ fn check_map_layouts(ebpf: &Ebpf, pin_path: &Path) -> Result<(), CaptureError> {
                 return Err(CaptureError::IncompatiblePins {
                     path: pin_path.to_path_buf(),
                     detail: format!("map {name} has an unexpected type"),
-                })
+                });
             }
         }
         .map_err(|e| CaptureError::map(format!("reading map {name}"), e))?;
@@ -393,14 +389,15 @@ fn attach_fresh(
             .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", cgroup.display()), e))?;
         pin_link(prog.take_link(id), layout.link(pins::SOCK_OPS))?;
         if let Some(agent) = agent_cgroup {
-            let id = prog
-                .attach(open_dir(agent)?, LINK_MODE)
-                .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", agent.display()), e))?;
+            let id = prog.attach(open_dir(agent)?, LINK_MODE).map_err(|e| {
+                CaptureError::program(format!("attaching sock_ops to {}", agent.display()), e)
+            })?;
             pin_link(prog.take_link(id), layout.link(pins::SOCK_OPS_AGENT))?;
         }
     }
 
-    for (name, pin) in [(program_names::CONNECT4, pins::CONNECT4), (program_names::CONNECT6, pins::CONNECT6)] {
+    for (name, pin) in [(program_names::CONNECT4, pins::CONNECT4), (program_names::CONNECT6, pins::CONNECT6)]
+    {
         let prog: &mut CgroupSockAddr = program(ebpf, name)?;
         prog.load().map_err(|e| CaptureError::program(format!("loading {pin}"), e))?;
         prog.pin(layout.prog(pin)).map_err(|e| pin_error(pin, e))?;
@@ -424,14 +421,15 @@ fn adopt_agent_sock_ops(
     let have = link.exists();
     if have && (agent_moved || !want) {
         // Unpinning drops the last reference: the link detaches.
-        std::fs::remove_file(&link).map_err(|e| CaptureError::io(format!("unpinning {}", link.display()), e))?;
+        std::fs::remove_file(&link)
+            .map_err(|e| CaptureError::io(format!("unpinning {}", link.display()), e))?;
     }
     if want && (!have || agent_moved) {
         let mut prog = SockOps::from_pin(layout.prog(pins::SOCK_OPS))
             .map_err(|e| CaptureError::program("opening the pinned sock_ops program", e))?;
-        let id = prog
-            .attach(open_dir(agent_cgroup)?, LINK_MODE)
-            .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", agent_cgroup.display()), e))?;
+        let id = prog.attach(open_dir(agent_cgroup)?, LINK_MODE).map_err(|e| {
+            CaptureError::program(format!("attaching sock_ops to {}", agent_cgroup.display()), e)
+        })?;
         pin_link(prog.take_link(id), link)?;
     }
     Ok(())

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
-use ward_common::{TargetPorts, MAX_PORTS_PER_PREFIX, MAX_TARGETS, PORTS_ANY};
+use ward_common::{MAX_PORTS_PER_PREFIX, MAX_TARGETS, PORTS_ANY, TargetPorts};
 
 use super::{addr, error::CaptureError};
 use crate::policy::model::Target;
@@ -93,11 +93,8 @@ pub fn plan(targets: &[Target]) -> Result<Plan, CaptureError> {
             without_addresses += 1;
             continue;
         }
-        let ports = if t.ports.is_empty() {
-            Ports::Any
-        } else {
-            Ports::Some(t.ports.iter().copied().collect())
-        };
+        let ports =
+            if t.ports.is_empty() { Ports::Any } else { Ports::Some(t.ports.iter().copied().collect()) };
         for cidr in &t.addresses {
             own.entry(Prefix::from_net(cidr.0))
                 .and_modify(|p| p.merge(&ports))

@@ -20,7 +20,6 @@
 //! does: with ward's sk_msg fast path on, Linux 6.18's sockmap receive path returns EAGAIN from
 //! a *blocking* recv() woken by the peer's FIN (see bench/RESULTS-capture.md). The client
 //! reports how often that happened (`eagain=N`).
-#![expect(clippy::print_stdout, reason = "the output is the protocol with the test")]
 
 use std::{
     io::{self, BufRead as _, BufReader, Read as _, Write as _},
@@ -35,7 +34,11 @@ static EAGAIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 
 /// `read`, retrying EAGAIN on a blocking socket (counted). A read timeout, set only by the
 /// client, still ends the wait: its deadline is checked here.
-fn read_retrying(r: &mut impl io::Read, buf: &mut [u8], deadline: Option<std::time::Instant>) -> io::Result<usize> {
+fn read_retrying(
+    r: &mut impl io::Read,
+    buf: &mut [u8],
+    deadline: Option<std::time::Instant>,
+) -> io::Result<usize> {
     loop {
         match r.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -79,7 +82,9 @@ fn main() {
         Some("http") if args.len() >= 3 => http_serve(&args[1], &args[2..]),
         Some("get") if args.len() >= 3 => http_get(&args[1], &args[2], args.get(3).map(String::as_str)),
         Some("post") if args.len() == 4 => http_post(&args[1], &args[2], &args[3]),
-        Some("connect") if args.len() >= 2 => connect(&args[1], args.get(2).map_or(0, |n| n.parse().expect("BYTES is a number"))),
+        Some("connect") if args.len() >= 2 => {
+            connect(&args[1], args.get(2).map_or(0, |n| n.parse().expect("BYTES is a number")))
+        }
         _ => {
             eprintln!(
                 "usage: ward-testnode serve NAME ADDR... | proxy NAME LISTEN UPSTREAM | connect ADDR [BYTES] \
@@ -286,7 +291,10 @@ fn http_conn(name: &str, s: TcpStream) {
         let mut parts = request_line.split_whitespace();
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if !quiet() {
-            say(&format!("request name={name} method={method} path={path} peer={peer} auth={}", if auth { "yes" } else { "no" }));
+            say(&format!(
+                "request name={name} method={method} path={path} peer={peer} auth={}",
+                if auth { "yes" } else { "no" }
+            ));
         }
         let reply = format!("hello from {name}\n");
         let head = format!(
