@@ -3,7 +3,6 @@
 //! connection.
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -12,7 +11,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 
-pub use crate::authn::Identity;
+pub use crate::{authn::Identity, policy::eval::RequestFacts};
 use crate::{
     authn::{Authenticator, IssuerSet},
     config::{Config, Issuer},
@@ -39,19 +38,6 @@ impl Snapshot {
             config,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct RequestFacts<'a> {
-    pub method: &'a str,
-    /// Normalized path without the query.
-    pub path: &'a str,
-    /// Host header or `:authority`.
-    pub host: Option<&'a str>,
-    pub headers: &'a http::HeaderMap,
-    pub source: SocketAddr,
-    /// Listener upstream, or the captured original destination.
-    pub destination: SocketAddr,
 }
 
 /// What the proxy found in the request's token locations.
@@ -132,15 +118,7 @@ impl Enforcer {
             Ok(a) => a,
             Err(reason) => return Decision::refuse(reason),
         };
-        let attrs = RequestAttrs {
-            method: facts.method,
-            path: facts.path,
-            host: facts.host,
-            headers: facts.headers,
-            source: facts.source,
-            destination: facts.destination,
-            identity: &authenticated.identity,
-        };
+        let attrs = RequestAttrs { facts, identity: &authenticated.identity };
         let verdict = snap.policies.evaluate(&attrs, trace);
         Decision {
             reason: verdict.reason,

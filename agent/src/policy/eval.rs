@@ -13,17 +13,32 @@ use super::{
 };
 use crate::{authn::Identity, reason::Reason};
 
-/// What a request looks like to policy.
+/// What the proxy knows about a request before authentication.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestAttrs<'a> {
+pub struct RequestFacts<'a> {
     pub method: &'a str,
     /// Normalized path without the query.
     pub path: &'a str,
+    /// Host header or `:authority`.
     pub host: Option<&'a str>,
     pub headers: &'a http::HeaderMap,
     pub source: SocketAddr,
+    /// Listener upstream, or the captured original destination.
     pub destination: SocketAddr,
+}
+
+/// What a request looks like to policy: the facts plus the verified identity.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestAttrs<'a> {
+    pub facts: &'a RequestFacts<'a>,
     pub identity: &'a Identity,
+}
+
+impl<'a> std::ops::Deref for RequestAttrs<'a> {
+    type Target = RequestFacts<'a>;
+    fn deref(&self) -> &RequestFacts<'a> {
+        self.facts
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

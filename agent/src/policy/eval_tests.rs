@@ -35,15 +35,15 @@ fn req(method: &'static str, path: &'static str) -> Req {
 fn eval(policies_yaml: &str, r: &Req, id: &Identity) -> Verdict {
     let policies: Vec<Policy> = serde_yaml_ng::from_str(policies_yaml).unwrap_or_else(|e| panic!("policy yaml: {e}\n{policies_yaml}"));
     let set = PolicySet::new(&policies);
-    let attrs = RequestAttrs {
+    let facts = RequestFacts {
         method: r.method,
         path: r.path,
         host: r.host,
         headers: &r.headers,
         source: r.source.parse::<SocketAddr>().unwrap(),
         destination: r.dest.parse::<SocketAddr>().unwrap(),
-        identity: id,
     };
+    let attrs = RequestAttrs { facts: &facts, identity: id };
     set.evaluate(&attrs, None)
 }
 
