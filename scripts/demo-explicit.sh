@@ -7,16 +7,11 @@ CI_MODE=0
 WARD="$(readlink -f "${WARD_BIN:?set WARD_BIN to the ward binary}")"
 WORK="$(mktemp -d /tmp/ward-demo.XXXXXX)"
 FAILED=0
+# shellcheck source=scripts/demo-lib.sh
+source "$(dirname "$0")/demo-lib.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 IDP_PORT=$(free_port) BACKEND_PORT=$(free_port) LISTEN_PORT=$(free_port) ADMIN_PORT=$(free_port)
 
-bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
-say() { printf '  %s\n' "$*"; }
-pause() { [[ $CI_MODE == 1 ]] || sleep "${DEMO_PAUSE:-1}"; }
-expect() {
-  if [[ "$2" == "$1" ]]; then printf '  \033[32m✓\033[0m %s → %s\n' "$3" "$2"
-  else printf '  \033[31m✗\033[0m %s → %s (expected %s)\n' "$3" "$2" "$1"; FAILED=1; fi
-}
 cleanup() {
   set +e
   kill ${WARD_PID:-} ${IDP_PID:-} ${BACKEND_PID:-} 2>/dev/null
@@ -26,21 +21,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat > "$WORK/backend.py" <<PY
-import socketserver, http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        sys.stdout.write(f"backend got {self.command} {self.path} (x-user-email: {self.headers.get('x-user-email')})\n"); sys.stdout.flush()
-        body = b"Data from backend!\n"
-        self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-S(("127.0.0.1", $BACKEND_PORT), H).serve_forever()
-PY
+write_backend "$WORK/backend.py"
 bold "1. A backend (no auth of its own) and a local OIDC issuer"
-python3 -u "$WORK/backend.py" > "$WORK/backend.log" 2>&1 & BACKEND_PID=$!
+python3 -u "$WORK/backend.py" 127.0.0.1 $BACKEND_PORT > "$WORK/backend.log" 2>&1 & BACKEND_PID=$!
 ISSUER="http://127.0.0.1:$IDP_PORT"
 "$WARD" dev-idp --listen "127.0.0.1:$IDP_PORT" --issuer "$ISSUER" --audience my-backend-client > "$WORK/idp.log" 2>&1 & IDP_PID=$!
 cat > "$WORK/ward.yaml" <<YAML

@@ -17,19 +17,9 @@ NET=10.231.$(( $$ % 200 + 20 ))
 NODE_IP=$NET.1 CLIENT_IP=$NET.2 BACKEND_IP=$NET.3
 WORK="$(mktemp -d /tmp/ward-demo.XXXXXX)"
 FAILED=0
+# shellcheck source=scripts/demo-lib.sh
+source "$(dirname "$0")/demo-lib.sh"
 
-bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
-say() { printf '  %s\n' "$*"; }
-pause() { [[ $CI_MODE == 1 ]] || sleep "${DEMO_PAUSE:-1}"; }
-
-expect() { # expect WANT GOT WHAT
-  if [[ "$2" == "$1" ]]; then
-    printf '  \033[32m✓\033[0m %s → %s\n' "$3" "$2"
-  else
-    printf '  \033[31m✗\033[0m %s → %s (expected %s)\n' "$3" "$2" "$1"
-    FAILED=1
-  fi
-}
 
 # ---------------------------------------------------------------- no root: explicit listener
 if [[ $EUID -ne 0 ]]; then
@@ -37,6 +27,7 @@ if [[ $EUID -ne 0 ]]; then
   say "Running the same story through an explicit listener on loopback instead: the client"
   say "calls ward's listener, which enforces and forwards to the backend. Run as root to see"
   say "the transparent version, where the client calls the backend's own address."
+  rmdir "$WORK"
   exec "$(dirname "$0")/demo-explicit.sh" "$@"
 fi
 
@@ -91,20 +82,8 @@ in_pod() { # in_pod CGROUP NETNS CMD...: run like a pod would (own cgroup and ne
 in_node() { nsenter --net="/var/run/netns/$NODE" "$@"; }
 
 bold "2. Starting a backend pod (it knows nothing about tokens) and a local OIDC issuer"
-cat > "$WORK/backend.py" <<'PY'
-import socketserver, http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        sys.stdout.write(f"backend got {self.command} {self.path} (x-user-email: {self.headers.get('x-user-email')})\n"); sys.stdout.flush()
-        body = b"Data from backend!\n"
-        self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-S(("0.0.0.0", 8080), H).serve_forever()
-PY
-in_pod pods/backend "$BACKEND" python3 -u "$WORK/backend.py" > "$WORK/backend.log" 2>&1 &
+write_backend "$WORK/backend.py"
+in_pod pods/backend "$BACKEND" python3 -u "$WORK/backend.py" 0.0.0.0 8080 > "$WORK/backend.log" 2>&1 &
 BACKEND_PID=$!
 ISSUER="http://$NODE_IP:9000"
 in_node "$WARD" dev-idp --listen "$NODE_IP:9000" --issuer "$ISSUER" --audience my-backend-client --max-age 300 > "$WORK/idp.log" 2>&1 &
