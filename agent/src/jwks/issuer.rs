@@ -278,31 +278,43 @@ impl IssuerKeys {
         }
         // Unknown key: the IdP may have rotated. Joining a fetch already in flight costs the
         // IdP nothing; starting one is subject to the cooldown and the negative cache.
-        let flight = match self.flight.current() {
-            Some(flight) => flight,
-            None => match lock(&self.gate).check(kid, now) {
-                Decision::Suppressed => {
-                    self.metrics.kid_suppressed(&self.issuer);
-                    return Err(Reason::UnknownKey);
-                }
-                Decision::Refetch => {
-                    let (flight, started) = self.refresh(false);
-                    if started {
-                        self.metrics.kid_refetch(&self.issuer);
-                        tracing::info!(issuer = %self.issuer, kid = kid.map(short), "unknown key id: refetching the key set");
+        //
+        // A flight we join may have started before the new key was published (a scheduled
+        // refresh, or another request's refetch racing the rotation). So a request that only
+        // joined gets a second round: it re-reads the newest key set and, if the kid is
+        // still unknown, joins the next flight or asks the gate for a refetch of its own.
+        // Only refetches the gate allows reach the IdP, so the flood bound is unchanged.
+        let mut started_own = false;
+        for _ in 0..2 {
+            let flight = match self.flight.current() {
+                Some(flight) => flight,
+                None if started_own => break,
+                None => match lock(&self.gate).check(kid, Instant::now()) {
+                    Decision::Suppressed => {
+                        self.metrics.kid_suppressed(&self.issuer);
+                        return Err(Reason::UnknownKey);
                     }
-                    flight
-                }
-            },
-        };
-        let _ = flight.await;
-        // The refetch may have failed: the keys from before are still as good as they were.
-        let loaded = self.usable(Instant::now()).ok_or(Reason::KeysUnavailable)?;
-        let found = loaded.keys.select(kid, alg);
-        if found.as_ref().err() == Some(&Reason::UnknownKey) {
-            lock(&self.gate).missed(kid, now);
+                    Decision::Refetch => {
+                        let (flight, started) = self.refresh(false);
+                        if started {
+                            self.metrics.kid_refetch(&self.issuer);
+                            tracing::info!(issuer = %self.issuer, kid = kid.map(short), "unknown key id: refetching the key set");
+                        }
+                        started_own = true;
+                        flight
+                    }
+                },
+            };
+            let _ = flight.await;
+            // The refetch may have failed: the keys from before are still as good as they were.
+            let loaded = self.usable(Instant::now()).ok_or(Reason::KeysUnavailable)?;
+            match loaded.keys.select(kid, alg) {
+                Err(Reason::UnknownKey) => {}
+                found => return found,
+            }
         }
-        found
+        lock(&self.gate).missed(kid, now);
+        Err(Reason::UnknownKey)
     }
 
     async fn fetch_once(&self, rediscover: bool) -> FetchResult {
