@@ -24,6 +24,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     } else if in_ci() {
         eprintln!("test: CI=true and root: eBPF capture tests must run and fail loudly if they cannot");
     }
+    // Lints: the workspace's clippy settings, warnings are errors.
+    sh(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).current_dir(&root))?;
     // The end-to-end tests run the real `ward` binary.
     sh(Command::new("cargo").args(["build", "-p", "ward"]).current_dir(&root))?;
     sh(Command::new("cargo")
