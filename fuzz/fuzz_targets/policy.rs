@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use ward::{
     authn::Identity,
     policy::{
-        eval::{PolicySet, RequestAttrs},
+        eval::{PolicySet, RequestAttrs, RequestFacts},
         model::{ConditionKey, Policy},
         pattern::Pattern,
     },
@@ -209,15 +209,15 @@ fn evaluate(s: &Scenario) {
         Some(v6) => SocketAddr::new(IpAddr::V6(Ipv6Addr::from(v6)), s.destination.2),
         None => SocketAddr::new(IpAddr::V4(Ipv4Addr::from(s.destination.1)), s.destination.2),
     };
-    let req = RequestAttrs {
+    let facts = RequestFacts {
         method: &s.method,
         path: &s.path,
         host: s.host.as_deref(),
         headers: &headers,
         source: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(s.source.0)), s.source.1),
         destination,
-        identity: &identity,
     };
+    let req = RequestAttrs { facts: &facts, identity: &identity };
 
     check_verdict(&policies, &req);
 }
@@ -237,15 +237,15 @@ fn from_config(text: &str) {
     };
     let mut headers = HeaderMap::new();
     headers.insert("x-team", HeaderValue::from_static("payments"));
-    let req = RequestAttrs {
+    let facts = RequestFacts {
         method: "GET",
         path,
         host: Some("api.example:8080"),
         headers: &headers,
         source: "10.0.0.1:40000".parse().unwrap_or_else(|e| panic!("{e}")),
         destination: "10.0.0.2:8080".parse().unwrap_or_else(|e| panic!("{e}")),
-        identity: &identity,
     };
+    let req = RequestAttrs { facts: &facts, identity: &identity };
     check_verdict(&cfg.policies, &req);
 }
 
