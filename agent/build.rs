@@ -55,11 +55,7 @@ fn build(ebpf_dir: &Path) -> Result<(), String> {
     )
     .map_err(|e| format!("building ebpf/ failed: {e:#}"))?;
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("ward-ebpf");
-    if out.is_file() {
-        Ok(())
-    } else {
-        Err(format!("{} was not produced (AYA_BUILD_SKIP set?)", out.display()))
-    }
+    if out.is_file() { Ok(()) } else { Err(format!("{} was not produced (AYA_BUILD_SKIP set?)", out.display())) }
 }
 
 /// What is missing to build the kernel programs, if anything.
@@ -67,10 +63,8 @@ fn toolchain_problem() -> Option<String> {
     if !on_path("bpf-linker") {
         return Some("bpf-linker is not on PATH".to_owned());
     }
-    let sysroot = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--print", "sysroot"])
-        .env_remove("RUSTC")
-        .output();
+    let sysroot =
+        Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]).env_remove("RUSTC").output();
     let sysroot = match sysroot {
         Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
         Ok(_) => return Some("the nightly toolchain is not installed".to_owned()),

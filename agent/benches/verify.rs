@@ -7,12 +7,12 @@ use std::{collections::HashMap, hint::black_box, sync::Arc};
 
 use aws_lc_rs::signature as sig;
 use base64::Engine;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use ward::{
-    authn::{metrics::AuthnMetrics, Authenticator, IssuerSet, StaticKeys},
+    authn::{Authenticator, IssuerSet, StaticKeys, metrics::AuthnMetrics},
     config::{CacheSettings, Issuer},
-    jwt::{compact::B64, key::KeySet, testkeys::TestKey, Algorithm},
+    jwt::{Algorithm, compact::B64, key::KeySet, testkeys::TestKey},
 };
 
 const NOW: u64 = 1_800_000_000;
@@ -35,7 +35,8 @@ fn setup(key: &TestKey, alg: Algorithm, kid: &str) -> (Authenticator, IssuerSet,
     let keys = Arc::new(StaticKeys(HashMap::from([(ISS.to_owned(), set)])));
     let authn = Authenticator::new(keys, &CacheSettings::default(), Arc::new(AuthnMetrics::unregistered()));
     let issuer: Issuer = serde_yaml_ng::from_str(&format!("issuer: {ISS}\naudiences: [agent-api]\n")).unwrap();
-    let token = key.sign_raw(alg, &json!({"alg": alg.as_str(), "kid": kid, "typ": "JWT"}).to_string(), &claims().to_string());
+    let token =
+        key.sign_raw(alg, &json!({"alg": alg.as_str(), "kid": kid, "typ": "JWT"}).to_string(), &claims().to_string());
     (authn, IssuerSet::new(&[issuer], 1), token)
 }
 
@@ -56,12 +57,16 @@ fn bench(c: &mut Criterion) {
         let signature = B64.decode(s).unwrap();
         let public = key.0.public_key_bytes();
         let parsed = sig::ParsedPublicKey::new(vk, &public).unwrap();
-        g.bench_function(name, |b| b.iter(|| parsed.verify_sig(black_box(input.as_bytes()), black_box(&signature)).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| parsed.verify_sig(black_box(input.as_bytes()), black_box(&signature)).unwrap())
+        });
     }
     g.finish();
 
     let mut g = c.benchmark_group("cold_validation");
-    for (name, key, alg) in [("RS256", &rsa, Algorithm::RS256), ("ES256", &p256, Algorithm::ES256), ("EdDSA", &ed, Algorithm::EdDSA)] {
+    for (name, key, alg) in
+        [("RS256", &rsa, Algorithm::RS256), ("ES256", &p256, Algorithm::ES256), ("EdDSA", &ed, Algorithm::EdDSA)]
+    {
         let (authn, issuers, token) = setup(key, alg, "k");
         // The key resolver here never awaits, so poll once instead of entering a runtime per
         // iteration: in the agent the call already runs inside a task.

@@ -9,13 +9,13 @@ use tracing::{error, info, warn};
 use crate::{
     admin::{AdminState, ConfigDump, LiveCheck},
     audit::AuditLog,
-    authn::{metrics::AuthnMetrics, Authenticator},
-    config::{self, metrics::ReloadMetrics, watch::Watcher, Config},
-    enforce::Enforcer,
-    jwks::{metrics::JwksMetrics, KeyStore},
-    metrics::Metrics,
+    authn::{Authenticator, metrics::AuthnMetrics},
     capture::Capture,
-    proxy::{metrics::ProxyMetrics, OriginalDst, Proxy, Route, Shutdown},
+    config::{self, Config, metrics::ReloadMetrics, watch::Watcher},
+    enforce::Enforcer,
+    jwks::{KeyStore, metrics::JwksMetrics},
+    metrics::Metrics,
+    proxy::{OriginalDst, Proxy, Route, Shutdown, metrics::ProxyMetrics},
     readiness::Ready,
 };
 
@@ -23,7 +23,9 @@ use crate::{
 pub enum AppError {
     #[error("{0}")]
     Config(#[from] config::ConfigError),
-    #[error("cannot listen on {addr} ({what}): {source}; is another process using the port, or does the address exist on this node?")]
+    #[error(
+        "cannot listen on {addr} ({what}): {source}; is another process using the port, or does the address exist on this node?"
+    )]
     Bind { what: String, addr: std::net::SocketAddr, source: std::io::Error },
 }
 
@@ -68,7 +70,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     let authn = Authenticator::new(keys.clone(), &config.cache, authn_metrics);
     let enforcer = Arc::new(Enforcer::new(authn, config.clone()));
     let proxy = Proxy::new(enforcer.clone(), proxy_metrics, audit);
-    let agent = Agent { metrics, ready: ready.clone(), keys: keys.clone(), enforcer: enforcer.clone(), proxy: proxy.clone(), reload_metrics: reload_metrics.clone() };
+    let agent = Agent {
+        metrics,
+        ready: ready.clone(),
+        keys: keys.clone(),
+        enforcer: enforcer.clone(),
+        proxy: proxy.clone(),
+        reload_metrics: reload_metrics.clone(),
+    };
 
     let mut capture_error: Option<String> = None;
     let shutdown = Shutdown::new();
@@ -102,7 +111,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     };
 
     let apply = {
-        let (keys, enforcer, config_path, capture) = (keys.clone(), enforcer.clone(), config_path.clone(), capture.clone());
+        let (keys, enforcer, config_path, capture) =
+            (keys.clone(), enforcer.clone(), config_path.clone(), capture.clone());
         let startup = config.clone();
         Arc::new(move |next: Arc<Config>| -> Result<u64, String> {
             warn_restart_only(&startup, &next, &config_path);
@@ -143,7 +153,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     Ok(())
 }
 
-fn admin_state(agent: &Agent, capture: Option<Arc<Capture>>, capture_error: Option<String>, capture_wanted: bool) -> AdminState {
+fn admin_state(
+    agent: &Agent,
+    capture: Option<Arc<Capture>>,
+    capture_error: Option<String>,
+    capture_wanted: bool,
+) -> AdminState {
     let keys = agent.keys.clone();
     let mut checks: Vec<(String, LiveCheck)> = vec![(
         "keys".to_owned(),
@@ -195,17 +210,19 @@ async fn bind(what: &str, addr: std::net::SocketAddr) -> Result<TcpListener, App
 /// Listener, admin and capture sockets are bound once at start; say so when a reload
 /// changes them instead of silently ignoring the change.
 fn warn_restart_only(startup: &Config, next: &Config, path: &std::path::Path) {
-    let listeners = |c: &Config| c.listeners.iter().map(|l| (l.name.clone(), l.listen, l.upstream, l.enforce)).collect::<Vec<_>>();
+    let listeners =
+        |c: &Config| c.listeners.iter().map(|l| (l.name.clone(), l.listen, l.upstream, l.enforce)).collect::<Vec<_>>();
     if listeners(startup) != listeners(next)
         || startup.admin.as_ref().map(|a| a.listen) != next.admin.as_ref().map(|a| a.listen)
-        || startup.capture.as_ref().map(|c| (&c.cgroup, c.listen)) != next.capture.as_ref().map(|c| (&c.cgroup, c.listen))
+        || startup.capture.as_ref().map(|c| (&c.cgroup, c.listen))
+            != next.capture.as_ref().map(|c| (&c.cgroup, c.listen))
     {
         warn!(path = %path.display(), "listeners, admin.listen and capture.cgroup/listen changed: these take effect on restart; issuers and policies were reloaded");
     }
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {

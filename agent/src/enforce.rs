@@ -2,11 +2,9 @@
 //! [`Enforcer::decide`] for every request on every connection; nothing is decided per
 //! connection.
 
-use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
 use arc_swap::ArcSwap;

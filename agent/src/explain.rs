@@ -8,11 +8,11 @@ use std::{
     sync::Arc,
 };
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::{
-    authn::{metrics::AuthnMetrics, Authenticator, KeyResolver, StaticKeys},
-    config::{load_file, Config},
+    authn::{Authenticator, KeyResolver, StaticKeys, metrics::AuthnMetrics},
+    config::{Config, load_file},
     enforce::{Enforcer, RequestFacts, TokenInput},
     jwt::key::KeySet,
     reason::Outcome,

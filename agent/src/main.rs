@@ -139,4 +139,3 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
-

@@ -21,8 +21,7 @@ pub mod map_names {
     pub const SOCKS: &str = "WARD_SOCKS";
     pub const SK_MSG_STATE: &str = "WARD_SKMSG_STATE";
     pub const COUNTERS: &str = "WARD_COUNTERS";
-    pub const ALL: [&str; 7] =
-        [TARGETS, CONFIG, ORIG_BY_COOKIE, ORIG_BY_TUPLE, SOCKS, SK_MSG_STATE, COUNTERS];
+    pub const ALL: [&str; 7] = [TARGETS, CONFIG, ORIG_BY_COOKIE, ORIG_BY_TUPLE, SOCKS, SK_MSG_STATE, COUNTERS];
 }
 
 /// Names of the program functions in the object file.
@@ -254,10 +253,9 @@ impl Event {
             | Event::NoListenerForFamily
             | Event::RecordFailed
             | Event::Unconfigured => Program::Connect,
-            Event::TupleRecorded
-            | Event::TupleRecordFailed
-            | Event::SockInserted
-            | Event::SockInsertFailed => Program::SockOps,
+            Event::TupleRecorded | Event::TupleRecordFailed | Event::SockInserted | Event::SockInsertFailed => {
+                Program::SockOps
+            }
             Event::MsgRedirected | Event::MsgPassed => Program::SkMsg,
         }
     }

@@ -11,7 +11,11 @@
 use arbitrary::{Arbitrary, Unstructured};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use ward::{enforce::TokenInput, proxy::{extract, path}, reason::{Outcome, Reason}};
+use ward::{
+    enforce::TokenInput,
+    proxy::{extract, path},
+    reason::{Outcome, Reason},
+};
 use ward_fuzz::issuer;
 
 #[derive(Debug, Arbitrary)]
@@ -40,20 +44,28 @@ fn check_normalized(raw: &str, out: &str) {
     for (i, b) in bytes.iter().enumerate() {
         if *b == b'%' {
             let hex = out.get(i + 1..i + 3).unwrap_or_else(|| panic!("{raw:?} -> {out:?}: truncated escape"));
-            assert!(hex.bytes().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(&h)), "{raw:?} -> {out:?}: escape not upper-case");
+            assert!(
+                hex.bytes().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(&h)),
+                "{raw:?} -> {out:?}: escape not upper-case"
+            );
             let v = u8::from_str_radix(hex, 16).unwrap_or_else(|e| panic!("{raw:?} -> {out:?}: bad escape {hex}: {e}"));
-            assert!(!(v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~')), "{raw:?} -> {out:?}: unreserved left encoded");
+            assert!(
+                !(v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~')),
+                "{raw:?} -> {out:?}: unreserved left encoded"
+            );
             assert!(!matches!(v, 0 | b'/' | b'\\'), "{raw:?} -> {out:?}: forbidden escape kept");
         }
     }
     assert!(!out.contains('\\') && !out.contains('\0'), "{raw:?} -> {out:?}: separator or NUL");
-    let again = path::normalize(out).unwrap_or_else(|e| panic!("{raw:?} -> {out:?}, which is refused on a second pass: {e}"));
+    let again =
+        path::normalize(out).unwrap_or_else(|e| panic!("{raw:?} -> {out:?}, which is refused on a second pass: {e}"));
     assert_eq!(again, out, "normalization of {raw:?} is not idempotent");
 }
 
 fn b64token(t: &str) -> bool {
     let body = t.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+    !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -87,7 +99,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(b64token(t), "extracted token {t:?} is not a b64token");
                     assert!(!extracted.locations.is_empty(), "a token without a location");
                 }
-                TokenInput::Missing => assert!(extracted.locations.is_empty(), "no token but locations {:?}", extracted.locations),
+                TokenInput::Missing => {
+                    assert!(extracted.locations.is_empty(), "no token but locations {:?}", extracted.locations)
+                }
                 TokenInput::Invalid(r) => {
                     assert_eq!(r.outcome(), Outcome::Unauthenticated, "extraction refusal {r} must be a 401");
                     assert!(matches!(r, Reason::AmbiguousToken | Reason::MalformedAuthorization), "unexpected {r}");

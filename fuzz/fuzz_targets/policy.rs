@@ -176,17 +176,14 @@ fn check_pattern(text: &str, value: &str) {
 fn check_key(text: &str) {
     let Ok(key) = text.parse::<ConditionKey>() else { return };
     let shown = key.to_string();
-    let again: ConditionKey = shown.parse().unwrap_or_else(|e| panic!("{text:?} displays as {shown:?}, which is refused: {e}"));
+    let again: ConditionKey =
+        shown.parse().unwrap_or_else(|e| panic!("{text:?} displays as {shown:?}, which is refused: {e}"));
     assert_eq!(again, key, "{text:?} does not round-trip");
 }
 
 fn evaluate(s: &Scenario) {
-    let policies: Vec<Policy> = s
-        .policies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| serde_json::from_value(policy_json(i, p)).ok())
-        .collect();
+    let policies: Vec<Policy> =
+        s.policies.iter().enumerate().filter_map(|(i, p)| serde_json::from_value(policy_json(i, p)).ok()).collect();
     let mut claims = serde_json::Map::new();
     for (name, value) in &s.claims {
         claims.insert(name.name().to_owned(), value.to_value());
@@ -281,14 +278,22 @@ fn check_verdict(policies: &[Policy], req: &RequestAttrs<'_>) {
     for at in [0, policies.len()] {
         let mut with = policies.to_vec();
         with.insert(at, deny_all.clone());
-        assert_eq!(PolicySet::new(&with).evaluate(&req, None).reason, Reason::DeniedByPolicy, "catch-all DENY at {at} did not deny");
+        assert_eq!(
+            PolicySet::new(&with).evaluate(&req, None).reason,
+            Reason::DeniedByPolicy,
+            "catch-all DENY at {at} did not deny"
+        );
     }
     // AUDIT policies only record.
     let audit_all: Policy = serde_json::from_value(json!({"name": "audit-all", "action": "AUDIT", "rules": [{}]}))
         .unwrap_or_else(|e| panic!("catch-all audit: {e}"));
     let mut with = policies.to_vec();
     with.push(audit_all);
-    assert_eq!(PolicySet::new(&with).evaluate(&req, None).reason, verdict.reason, "an AUDIT policy changed the decision");
+    assert_eq!(
+        PolicySet::new(&with).evaluate(&req, None).reason,
+        verdict.reason,
+        "an AUDIT policy changed the decision"
+    );
     // Without ALLOW policies nothing can be refused for lack of an allow.
     let no_allows: Vec<Policy> = policies.iter().filter(|p| p.action.as_str() != "ALLOW").cloned().collect();
     let without = PolicySet::new(&no_allows).evaluate(&req, None).reason;

@@ -14,7 +14,10 @@ use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use ward::{
-    jwt::{Algorithm, json as strict_json, validate::{self, IssuerRules}},
+    jwt::{
+        Algorithm, json as strict_json,
+        validate::{self, IssuerRules},
+    },
     reason::{Outcome, Reason},
 };
 use ward_fuzz::{AUDIENCE, ISSUER, Json, KID, MAX_TOKEN_BYTES, issuer, keyset, now, signer};
@@ -86,7 +89,9 @@ impl Time {
     fn value(&self) -> Value {
         match self {
             Time::Rel(d) => json!(now() as i64 + i64::from(*d)),
-            Time::RelFloat(d) => serde_json::Number::from_f64(now() as f64 + f64::from(*d)).map_or(Value::Null, Value::Number),
+            Time::RelFloat(d) => {
+                serde_json::Number::from_f64(now() as f64 + f64::from(*d)).map_or(Value::Null, Value::Number)
+            }
             Time::Other(j) => j.to_value(),
         }
     }
@@ -148,8 +153,9 @@ fn refused(r: Reason, what: &str) {
 /// The strict parser may refuse more than serde_json, never less, and must agree on values.
 fn strict_is_subset(bytes: &[u8]) {
     if let Ok(strict) = strict_json::parse(bytes) {
-        let lax: Value = serde_json::from_slice(bytes)
-            .unwrap_or_else(|e| panic!("strict JSON accepted what serde_json refuses ({e}): {:?}", String::from_utf8_lossy(bytes)));
+        let lax: Value = serde_json::from_slice(bytes).unwrap_or_else(|e| {
+            panic!("strict JSON accepted what serde_json refuses ({e}): {:?}", String::from_utf8_lossy(bytes))
+        });
         assert_eq!(strict, lax, "strict and serde_json disagree on {:?}", String::from_utf8_lossy(bytes));
     }
 }
@@ -189,7 +195,11 @@ fn validate(token: &str, strict: bool, signed_by_us: bool) {
                 checked.audiences
             );
             let skew = if strict { 0 } else { rules.config.clock_skew_seconds };
-            assert!(now() < checked.expires_at.saturating_add(skew), "accepted an expired token (exp {})", checked.expires_at);
+            assert!(
+                now() < checked.expires_at.saturating_add(skew),
+                "accepted an expired token (exp {})",
+                checked.expires_at
+            );
             if let Some(sub) = claims.get("sub") {
                 assert_eq!(checked.subject.as_ref().map(|s| json!(s)).as_ref(), Some(sub), "sub not carried as is");
             }

@@ -71,7 +71,8 @@ pub fn issuer(strict: bool) -> Arc<Issuer> {
              fromHeaders: [{{name: x-jwt}}, {{name: x-auth, prefix: \"Token \"}}]\n  fromParams: [access_token]\n  \
              fromCookies: [session]\n{extra}"
         );
-        let mut cfg = config::parse_str(&yaml, "fuzz-issuer.yaml").unwrap_or_else(|e| panic!("fuzz issuer config: {e}"));
+        let mut cfg =
+            config::parse_str(&yaml, "fuzz-issuer.yaml").unwrap_or_else(|e| panic!("fuzz issuer config: {e}"));
         Arc::new(cfg.issuers.remove(0))
     })
     .clone()

@@ -66,7 +66,11 @@ impl Scrape {
         }
     }
 
-    fn matching<'a>(&'a self, name: &'a str, labels: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = (&'a str, f64)> + 'a {
         self.series.iter().filter_map(move |(series, v)| {
             let (n, l) = series.split_once('{').map_or((series.as_str(), ""), |(n, l)| (n, l.trim_end_matches('}')));
             if n != name {
@@ -111,11 +115,14 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
 
 /// `GET http://<admin>/<path>`: (status, body).
 pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap_or_else(|e| panic!("connect to admin {admin}: {e}"));
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap_or_else(|e| panic!("admin handshake: {e}"));
+    let stream =
+        tokio::net::TcpStream::connect(admin).await.unwrap_or_else(|e| panic!("connect to admin {admin}: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap_or_else(|e| panic!("admin handshake: {e}"));
     tokio::spawn(conn);
-    let req = http::Request::get(path).header("host", admin.to_string()).body(Empty::<Bytes>::new()).expect("admin request");
+    let req =
+        http::Request::get(path).header("host", admin.to_string()).body(Empty::<Bytes>::new()).expect("admin request");
     let resp = sender.send_request(req).await.unwrap_or_else(|e| panic!("GET {path} on admin {admin}: {e}"));
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap_or_else(|e| panic!("admin body: {e}")).to_bytes();
@@ -153,7 +160,8 @@ pub fn fd_count(pid: u32) -> usize {
 
 /// Resident set size of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -220,7 +228,9 @@ pub struct StackOptions {
 impl Default for StackOptions {
     fn default() -> Self {
         Self {
-            jwks: "{minRefreshSeconds: 1, maxRefreshSeconds: 1, unknownKidCooldownSeconds: 1, fetchTimeoutMillis: 1000}".to_owned(),
+            jwks:
+                "{minRefreshSeconds: 1, maxRefreshSeconds: 1, unknownKidCooldownSeconds: 1, fetchTimeoutMillis: 1000}"
+                    .to_owned(),
             proxy: "{}".to_owned(),
             idp_args: ["--alg", "ES256", "--audience", "api", "--max-age", "1"].map(str::to_owned).to_vec(),
             upstream_override: None,
@@ -231,7 +241,13 @@ impl Default for StackOptions {
 
 /// ward's config for a fault test: one issuer, a DENY on `/admin*`, an ALLOW for any
 /// authenticated caller, one listener and the admin endpoint.
-pub fn fault_config(issuer: &str, listen: SocketAddr, upstream: SocketAddr, admin: SocketAddr, opts: &StackOptions) -> String {
+pub fn fault_config(
+    issuer: &str,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    admin: SocketAddr,
+    opts: &StackOptions,
+) -> String {
     format!(
         r#"issuers:
 - issuer: "{issuer}"
@@ -294,13 +310,21 @@ impl FaultStack {
         let upstream = crate::upstream::Upstream::start().await;
         let (addr, admin) = (free_addr(), free_addr());
         let yaml = fault_config(&idp.issuer, addr, opts.upstream_override.unwrap_or(upstream.addr), admin, &opts);
-        let ward = tokio::task::spawn_blocking(move || crate::ward::Ward::start(&yaml, &[addr, admin])).await.expect("start ward");
+        let ward = tokio::task::spawn_blocking(move || crate::ward::Ward::start(&yaml, &[addr, admin]))
+            .await
+            .expect("start ward");
         Self { idp, upstream, ward, addr, admin, opts, minted_before_start }
     }
 
     /// The config file text for this stack with other options (for reload tests).
     pub fn config_with(&self, opts: &StackOptions) -> String {
-        fault_config(&self.idp.issuer, self.addr, opts.upstream_override.unwrap_or(self.upstream.addr), self.admin, opts)
+        fault_config(
+            &self.idp.issuer,
+            self.addr,
+            opts.upstream_override.unwrap_or(self.upstream.addr),
+            self.admin,
+            opts,
+        )
     }
 
     /// A valid token for subject `sub` from the IdP's current key.
@@ -337,7 +361,11 @@ impl FaultStack {
             .requests()
             .into_iter()
             .filter(|r| {
-                let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+                let auth = r
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
                 !auth.is_some_and(|t| valid.contains(t))
             })
             .map(|r| r.uri)

@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 client for test drivers (loopback only).
 
 use bytes::Bytes;
-use http::{header, Method, Request};
+use http::{Method, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
@@ -33,7 +33,8 @@ pub async fn request(method: Method, url: &str, content_type: Option<&str>, body
     let req = req.body(Full::new(body.into())).unwrap_or_else(|e| panic!("bad request {method} {url}: {e}"));
     let resp = client.request(req).await.unwrap_or_else(|e| panic!("{method} {url} failed: {e:?}"));
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap_or_else(|e| panic!("{method} {url}: reading body: {e}")).to_bytes();
+    let body =
+        resp.into_body().collect().await.unwrap_or_else(|e| panic!("{method} {url}: reading body: {e}")).to_bytes();
     Reply { status, body: String::from_utf8_lossy(&body).into_owned() }
 }
 

@@ -62,7 +62,9 @@ impl TestIdp {
                                     .header("content-type", "application/json")
                                     .header("cache-control", "max-age=300")
                                     .body(Full::new(Bytes::from(b))),
-                                None => Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(Full::new(Bytes::new())),
+                                None => Response::builder()
+                                    .status(StatusCode::SERVICE_UNAVAILABLE)
+                                    .body(Full::new(Bytes::new())),
                             };
                             Ok::<_, Infallible>(resp.expect("response"))
                         }

@@ -65,10 +65,7 @@ pub fn require_root(test: &str) -> bool {
     if root {
         return true;
     }
-    assert!(
-        !in_ci(),
-        "{test} needs root (network namespaces, cgroups, eBPF) and CI=true: run the tests as root"
-    );
+    assert!(!in_ci(), "{test} needs root (network namespaces, cgroups, eBPF) and CI=true: run the tests as root");
     eprintln!("skipping {test}: needs root (network namespaces, cgroups, eBPF)");
     false
 }

@@ -55,7 +55,12 @@ pub struct Load {
 impl Load {
     /// Start `workers` tasks against `addr`; request `n` (counted across workers) is
     /// `plan(n)`. At most `budget` requests are sent in total.
-    pub fn start(addr: SocketAddr, workers: usize, budget: u64, plan: impl Fn(u64) -> Planned + Send + Sync + 'static) -> Self {
+    pub fn start(
+        addr: SocketAddr,
+        workers: usize,
+        budget: u64,
+        plan: impl Fn(u64) -> Planned + Send + Sync + 'static,
+    ) -> Self {
         let plan: Plan = Arc::new(plan);
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes = Arc::new(Mutex::new(Vec::new()));
@@ -107,9 +112,10 @@ impl Load {
         for w in self.workers {
             let _ = w.await;
         }
-        Arc::try_unwrap(self.outcomes).map_or_else(|a| a.lock().unwrap_or_else(|e| e.into_inner()).clone(), |m| {
-            m.into_inner().unwrap_or_else(|e| e.into_inner())
-        })
+        Arc::try_unwrap(self.outcomes).map_or_else(
+            |a| a.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            |m| m.into_inner().unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Wait until the request budget is spent, then return every outcome.
@@ -117,16 +123,22 @@ impl Load {
         for w in self.workers {
             let _ = w.await;
         }
-        Arc::try_unwrap(self.outcomes).map_or_else(|a| a.lock().unwrap_or_else(|e| e.into_inner()).clone(), |m| {
-            m.into_inner().unwrap_or_else(|e| e.into_inner())
-        })
+        Arc::try_unwrap(self.outcomes).map_or_else(
+            |a| a.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            |m| m.into_inner().unwrap_or_else(|e| e.into_inner()),
+        )
     }
 }
 
 /// Per-request guard against a hung connection (a hang guard, not a latency assertion).
 const REQUEST_GUARD: Duration = Duration::from_secs(30);
 
-async fn send(addr: SocketAddr, conn: &mut Option<SendRequest<Empty<Bytes>>>, planned: &Planned, id: &str) -> Option<u16> {
+async fn send(
+    addr: SocketAddr,
+    conn: &mut Option<SendRequest<Empty<Bytes>>>,
+    planned: &Planned,
+    id: &str,
+) -> Option<u16> {
     if conn.as_ref().is_none_or(|c| c.is_closed()) {
         *conn = connect(addr).await;
     }
@@ -171,7 +183,9 @@ pub fn summary(outcomes: &[Outcome]) -> String {
     }
     counts
         .iter()
-        .map(|((label, status), n)| format!("{label}/{}: {n}", status.map_or("transport-error".to_owned(), |s| s.to_string())))
+        .map(|((label, status), n)| {
+            format!("{label}/{}: {n}", status.map_or("transport-error".to_owned(), |s| s.to_string()))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -88,8 +88,7 @@ impl Node {
         let root = TestCgroup::create(cgroup2_mount().join(format!("ward-test-{id}")));
         let pods_cgroup = root.child("pods");
         let agent_cgroup = root.child("agent");
-        let node =
-            Node { id, net, next_pod: AtomicU32::new(10), agent_cgroup, pods_cgroup, _cgroup_root: root, ns };
+        let node = Node { id, net, next_pod: AtomicU32::new(10), agent_cgroup, pods_cgroup, _cgroup_root: root, ns };
         let nsn = node.ns.name().to_owned();
         ip(&["-n", &nsn, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &nsn, "addr", "add", &format!("{}/24", node.gateway_v4()), "dev", "br0"]);
@@ -119,20 +118,7 @@ impl Node {
         let ns = NetNs::create(format!("{}-{name}", self.id));
         let host_if = format!("vp{k}");
         let nodens = self.ns.name();
-        ip(&[
-            "-n",
-            nodens,
-            "link",
-            "add",
-            &host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ]);
+        ip(&["-n", nodens, "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", ns.name()]);
         ip(&["-n", nodens, "link", "set", &host_if, "master", "br0", "up"]);
         let ipv4 = Ipv4Addr::new(10, self.net.0, self.net.1, k as u8);
         let ipv6 = self.v6(k as u16);
@@ -173,9 +159,8 @@ impl Pod {
     /// Run to completion in this pod; its stdout lines.
     pub fn run(&self, program: &Path, args: &[&str]) -> Vec<String> {
         let (mut cmd, _keep) = command_in(&self.ns.path(), &self.cgroup.procs_file(), program, args);
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("run {} {args:?} in pod {}: {e}", program.display(), self.name));
+        let out =
+            cmd.output().unwrap_or_else(|e| panic!("run {} {args:?} in pod {}: {e}", program.display(), self.name));
         assert!(
             out.status.success(),
             "{} {args:?} in pod {} failed: {}\n{}",
@@ -230,10 +215,8 @@ pub struct Proc {
 impl Proc {
     pub fn spawn(netns: &Path, cgroup_procs: &Path, program: &Path, args: &[&str]) -> Proc {
         let (mut cmd, _keep) = command_in(netns, cgroup_procs, program, args);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", program.display()));
+        let mut child =
+            cmd.stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", program.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -292,8 +275,7 @@ impl Node {
     /// Run to completion in the node's netns, in `cgroup`; its stdout lines.
     pub fn run(&self, cgroup: &TestCgroup, program: &Path, args: &[&str]) -> Vec<String> {
         let (mut cmd, _keep) = command_in(&self.ns.path(), &cgroup.procs_file(), program, args);
-        let out =
-            cmd.output().unwrap_or_else(|e| panic!("run {} {args:?} on the node: {e}", program.display()));
+        let out = cmd.output().unwrap_or_else(|e| panic!("run {} {args:?} on the node: {e}", program.display()));
         assert!(
             out.status.success(),
             "{} {args:?} on the node failed: {}",

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ward::{
-    authn::{metrics::AuthnMetrics, Authenticated, Authenticator, IssuerSet},
+    authn::{Authenticated, Authenticator, IssuerSet, metrics::AuthnMetrics},
     config::{CacheSettings, Issuer},
     jwks::{IssuerStatus, JwksMetrics, KeyStore},
     metrics::Metrics,
@@ -75,7 +75,11 @@ impl Verifier {
     pub async fn wait_for(&self, what: &str, mut cond: impl AsyncFnMut(&Self) -> bool) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         while !cond(self).await {
-            assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}; key store: {:#?}", self.store.status());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gave up waiting for {what}; key store: {:#?}",
+                self.store.status()
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }

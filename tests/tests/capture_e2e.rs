@@ -171,11 +171,7 @@ fn captured_requests_are_enforced_end_to_end() {
     let other_srv = http_server(&other, "other");
     let ward_cgroup = node.agent_cgroup.child("ward");
     let idp_cgroup = node.agent_cgroup.child("idp");
-    let idp = node.spawn(
-        &idp_cgroup,
-        &ward_bin(),
-        &["dev-idp", "--listen", IDP, "--issuer", &format!("http://{IDP}")],
-    );
+    let idp = node.spawn(&idp_cgroup, &ward_bin(), &["dev-idp", "--listen", IDP, "--issuer", &format!("http://{IDP}")]);
     let dir = tempfile::tempdir().expect("tempdir");
     let pins = Pins(PathBuf::from(format!("/sys/fs/bpf/ward-e2e-{}", std::process::id())));
     let _ = ward::capture::uninstall(&pins.0);
@@ -215,11 +211,7 @@ fn captured_requests_are_enforced_end_to_end() {
     assert!(matches!(got, Got::Status(401, _)), "no token: {got:?}");
     let got = get(&s.client, v4, Some(&viewer));
     assert!(matches!(got, Got::Status(403, _)), "wrong claim: {got:?}");
-    assert_eq!(
-        get(&s.client, v4, Some(&admin)),
-        Got::Status(200, "hello from backend".into()),
-        "right token"
-    );
+    assert_eq!(get(&s.client, v4, Some(&admin)), Got::Status(200, "hello from backend".into()), "right token");
     let reached = s.backend_requests().split_off(baseline);
     assert_eq!(reached.len(), 1, "refused requests never reach the backend: {reached:?}");
     assert!(reached[0].contains("auth=yes"), "{reached:?}");
@@ -228,11 +220,7 @@ fn captured_requests_are_enforced_end_to_end() {
     // IPv6 too.
     let got = get(&s.client, v6, None);
     assert!(matches!(got, Got::Status(401, _)), "IPv6, no token: {got:?}");
-    assert_eq!(
-        get(&s.client, v6, Some(&admin)),
-        Got::Status(200, "hello from backend".into()),
-        "IPv6, right token"
-    );
+    assert_eq!(get(&s.client, v6, Some(&admin)), Got::Status(200, "hello from backend".into()), "IPv6, right token");
 
     // Unprotected destination: reached directly, no token needed.
     let other = SocketAddr::new(IpAddr::V4(s.other.ipv4), APP_PORT);

@@ -62,16 +62,8 @@ impl World {
         let other_srv = serve(&other, "other", &[APP_PORT]);
         let pins = Pins(PathBuf::from(format!("/sys/fs/bpf/ward-test-{test}-{}", std::process::id())));
         let _ = capture::uninstall(&pins.0);
-        let mut w = World {
-            agent: None,
-            _backend_srv: backend_srv,
-            _other_srv: other_srv,
-            client,
-            backend,
-            other,
-            pins,
-            node,
-        };
+        let mut w =
+            World { agent: None, _backend_srv: backend_srv, _other_srv: other_srv, client, backend, other, pins, node };
         w.start_agent_echo();
         w
     }
@@ -152,9 +144,7 @@ fn connect(pod: &Pod, to: SocketAddr, bytes: usize) -> Reached {
     let line = out.last().unwrap_or_else(|| panic!("connect {to} printed nothing"));
     if let Some(rest) = line.strip_prefix("ok ") {
         let field = |k: &str| {
-            rest.split_whitespace()
-                .find_map(|f| f.strip_prefix(k))
-                .unwrap_or_else(|| panic!("{k} in {line:?}"))
+            rest.split_whitespace().find_map(|f| f.strip_prefix(k)).unwrap_or_else(|| panic!("{k} in {line:?}"))
         };
         Reached::Server(field("server=").to_owned(), field("local=").parse().expect("local addr"))
     } else {
@@ -211,10 +201,7 @@ fn protected_v4_destination_lands_on_listener_and_original_dst_is_found() {
 
     // Same pod, unprotected port; and an unprotected pod: reached directly.
     assert_eq!(server_of(&connect(&w.client, SocketAddr::new(backend.ip(), OTHER_PORT), 10)), "backend");
-    assert_eq!(
-        server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)),
-        "other"
-    );
+    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)), "other");
     assert_eq!(metric(&registry, REDIRECTED), 1);
     assert!(metric(&registry, NOT_PROTECTED) >= 2);
     assert_eq!(metric(&registry, "ward_capture_sock_ops_total{event=\"tuple_recorded\"}"), 1);
@@ -245,10 +232,7 @@ fn ipv6_and_v4_mapped_destinations_are_captured() {
     assert_eq!(cap.original_dst(peer, local), Some(v4), "v4-mapped comes back as IPv4");
 
     // Unprotected IPv6 pod: direct.
-    assert_eq!(
-        server_of(&connect(&w.client, SocketAddr::new(IpAddr::V6(w.other.ipv6), APP_PORT), 10)),
-        "other"
-    );
+    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(IpAddr::V6(w.other.ipv6), APP_PORT), 10)), "other");
 }
 
 #[test]
@@ -290,10 +274,7 @@ fn target_map_updates_take_effect_without_reattach() {
         "agent",
         "wide prefix"
     );
-    assert_eq!(
-        server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)),
-        "other"
-    );
+    assert_eq!(server_of(&connect(&w.client, SocketAddr::new(IpAddr::V4(w.other.ipv4), APP_PORT), 10)), "other");
 
     cap.sync_targets(&[]).expect("sync");
     assert_eq!(server_of(&connect(&w.client, backend, 10)), "backend", "protection removed");
@@ -385,16 +366,10 @@ fn forward_through_agent(sk_msg: bool, agent_inside_pods: bool) -> (Registry, Re
     let mut w = World::new(if sk_msg { "skmsg-on" } else { "skmsg-off" });
     let backend = SocketAddr::new(IpAddr::V4(w.backend.ipv4), APP_PORT);
     w.agent.take().expect("echo agent").kill();
-    let agent_cgroup = if agent_inside_pods {
-        w.node.pods_cgroup.child("ward-agent")
-    } else {
-        w.node.agent_cgroup.child("proxy")
-    };
-    let proxy = w.node.spawn(
-        &agent_cgroup,
-        bin(),
-        &["proxy", "agent", &w.listen_v4().to_string(), &backend.to_string()],
-    );
+    let agent_cgroup =
+        if agent_inside_pods { w.node.pods_cgroup.child("ward-agent") } else { w.node.agent_cgroup.child("proxy") };
+    let proxy =
+        w.node.spawn(&agent_cgroup, bin(), &["proxy", "agent", &w.listen_v4().to_string(), &backend.to_string()]);
     proxy.expect_line("listening line", WAIT, |l| l.starts_with("listening "));
 
     let mut registry = Registry::with_prefix("ward");

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use ward_e2e::{idp::DevIdp, ward_bin};
 
 fn ward(args: &[&str]) -> Output {
@@ -24,10 +24,22 @@ fn check_config_accepts_good_and_locates_bad_files() {
     assert!(out.status.success(), "good config refused: {}", String::from_utf8_lossy(&out.stderr));
 
     let cases = [
-        ("typo.yaml", "issuers:\n  - issuer: https://idp.test\n    audiences: [api]\n    audience: api\n", ":4:5: issuers[0]: unknown field `audience`"),
-        ("cidr.yaml", "issuers: [{issuer: 'https://a', audiences: [x]}]\npolicies:\n  - name: p\n    action: ALLOW\n    target: {addresses: [10.0.0.1/8]}\n", "host bits set"),
+        (
+            "typo.yaml",
+            "issuers:\n  - issuer: https://idp.test\n    audiences: [api]\n    audience: api\n",
+            ":4:5: issuers[0]: unknown field `audience`",
+        ),
+        (
+            "cidr.yaml",
+            "issuers: [{issuer: 'https://a', audiences: [x]}]\npolicies:\n  - name: p\n    action: ALLOW\n    target: {addresses: [10.0.0.1/8]}\n",
+            "host bits set",
+        ),
         ("empty.yaml", "\n", ":1:1: the config file is empty"),
-        ("refresh.yaml", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    jwks:\n      minRefreshSeconds: 0\n", ":5:7: issuers[0].jwks.minRefreshSeconds: must be between"),
+        (
+            "refresh.yaml",
+            "issuers:\n  - issuer: https://a\n    audiences: [x]\n    jwks:\n      minRefreshSeconds: 0\n",
+            ":5:7: issuers[0].jwks.minRefreshSeconds: must be between",
+        ),
     ];
     for (name, text, needle) in cases {
         let path = write(&dir, name, text);
@@ -69,7 +81,10 @@ async fn explain_prints_the_decision_and_exits_by_it() {
     };
     let (code, j) = run(Some(&reader), "/api/items");
     assert_eq!(code, Some(0), "{j}");
-    assert_eq!((j["decision"].as_str(), j["status"].as_u64(), j["policy"].as_str()), (Some("allow"), Some(200), Some("readers")));
+    assert_eq!(
+        (j["decision"].as_str(), j["status"].as_u64(), j["policy"].as_str()),
+        (Some("allow"), Some(200), Some("readers"))
+    );
     assert_eq!(j["identity"]["principal"], format!("{}/alice", idp.issuer));
     assert_eq!(j["policies"][0]["matchedRule"], 0);
 

@@ -58,7 +58,11 @@ fn status_lines(answer: &str) -> Vec<&str> {
 
 /// A legitimate client: keep-alive requests with a valid token, all of which must succeed.
 fn legit_load(stack: &FaultStack, token: String) -> Load {
-    Load::start(stack.addr, 2, u64::MAX, move |n| Planned { label: "legit", path: format!("/ok/{n}"), token: Some(token.clone()) })
+    Load::start(stack.addr, 2, u64::MAX, move |n| Planned {
+        label: "legit",
+        path: format!("/ok/{n}"),
+        token: Some(token.clone()),
+    })
 }
 
 /// Let the legitimate client make at least 20 requests, stop it, check all were served.
@@ -69,7 +73,11 @@ async fn assert_legit_served(legit: Load) {
     })
     .await;
     let outcomes = legit.stop().await;
-    assert!(outcomes.iter().all(|o| o.status == Some(200)), "legitimate requests must be served: {}", summary(&outcomes));
+    assert!(
+        outcomes.iter().all(|o| o.status == Some(200)),
+        "legitimate requests must be served: {}",
+        summary(&outcomes)
+    );
 }
 
 fn hostile_opts(proxy: &str) -> StackOptions {
@@ -114,7 +122,13 @@ async fn slowloris_connections_are_cut_at_the_header_timeout() {
         assert!(statuses.is_empty() || statuses == ["408"], "a slowloris connection got {answer:?}");
     }
     let m = stack.scrape().await;
-    assert!(m.sum("ward_requests_total", &[("reason", "header_timeout")]) + m.sum("ward_proxy_rejected_connections_total", &[]) >= 1.0, "{}", m.text);
+    assert!(
+        m.sum("ward_requests_total", &[("reason", "header_timeout")])
+            + m.sum("ward_proxy_rejected_connections_total", &[])
+            >= 1.0,
+        "{}",
+        m.text
+    );
     assert_legit_served(legit).await;
     assert!(stack.upstream.uris().iter().all(|u| u.starts_with("/ok/")), "only legitimate requests reach the upstream");
     assert!(rss_kib(stack.ward.pid()) < RSS_LIMIT_KIB);
@@ -126,7 +140,10 @@ async fn header_bombs_get_431() {
     stack.wait_ready().await;
     let token = stack.token("legit").await;
     let legit = legit_load(&stack, token.clone());
-    let big_value = format!("GET /bomb HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20));
+    let big_value = format!(
+        "GET /bomb HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
     let mut many = format!("GET /bomb HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\n");
     for i in 0..20_000 {
         many.push_str(&format!("X-H{i}: v\r\n"));
@@ -144,7 +161,11 @@ async fn header_bombs_get_431() {
         let (round, answer) = t.await.expect("bomb task");
         let statuses = status_lines(&answer);
         // 431 when ward reads far enough to answer; a reset mid-write is also a refusal.
-        assert!(statuses.is_empty() || statuses == ["431"] || statuses == ["414"], "round {round}: a header bomb got {:.200}", answer);
+        assert!(
+            statuses.is_empty() || statuses == ["431"] || statuses == ["414"],
+            "round {round}: a header bomb got {:.200}",
+            answer
+        );
     }
     let m = stack.scrape().await;
     assert!(m.sum("ward_requests_total", &[("reason", "headers_too_large")]) >= 1.0, "{}", m.text);
@@ -159,8 +180,11 @@ async fn ten_thousand_idle_connections_are_bounded_and_expire() {
     // ward inherits this limit: both ends of 10k connections live on this machine.
     let nofile = raise_nofile(2 * IDLE as u64 + 1024);
     assert!(nofile >= IDLE as u64 + 512, "RLIMIT_NOFILE {nofile} is too low for {IDLE} connections");
-    let stack =
-        FaultStack::start(hostile_opts("{maxConnections: 2000, headerReadTimeoutMillis: 2000, idleTimeoutSeconds: 2}"), true).await;
+    let stack = FaultStack::start(
+        hostile_opts("{maxConnections: 2000, headerReadTimeoutMillis: 2000, idleTimeoutSeconds: 2}"),
+        true,
+    )
+    .await;
     stack.wait_ready().await;
     let token = stack.token("legit").await;
 
@@ -216,10 +240,14 @@ async fn pipelined_garbage_is_refused_and_nothing_unverified_is_forwarded() {
     // Three good requests, one without a token, then garbage, on one connection.
     let mut bytes = Vec::new();
     for i in 0..3 {
-        bytes.extend_from_slice(format!("GET /pipe/{i} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes());
+        bytes.extend_from_slice(
+            format!("GET /pipe/{i} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes(),
+        );
     }
     bytes.extend_from_slice(b"GET /pipe/no-token HTTP/1.1\r\nHost: api\r\n\r\n");
-    bytes.extend_from_slice(b"\x00\x01\x02GARBAGE / HTTP/9.9\r\n\xff\xfe: \r\n\r\nGET /pipe/after-garbage HTTP/1.1\r\nHost: api\r\n\r\n");
+    bytes.extend_from_slice(
+        b"\x00\x01\x02GARBAGE / HTTP/9.9\r\n\xff\xfe: \r\n\r\nGET /pipe/after-garbage HTTP/1.1\r\nHost: api\r\n\r\n",
+    );
     let answer = exchange(stack.addr, &bytes).await;
     assert_eq!(status_lines(&answer), ["200", "200", "200", "401", "400"], "pipelined answers (status lines)");
 
@@ -240,16 +268,26 @@ async fn pipelined_garbage_is_refused_and_nothing_unverified_is_forwarded() {
     }
     // Request smuggling shapes: both framings at once, and an obfuscated chunked.
     for smuggle in [
-        format!("POST /smuggle HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: api\r\n\r\n"),
-        format!("POST /smuggle HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+        format!(
+            "POST /smuggle HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: api\r\n\r\n"
+        ),
+        format!(
+            "POST /smuggle HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"
+        ),
     ] {
         let _ = exchange(stack.addr, smuggle.as_bytes()).await;
     }
     assert_legit_served(legit).await;
     let uris = stack.upstream.uris();
-    assert!(!uris.iter().any(|u| u.contains("no-token") || u.contains("after-garbage") || u.contains("smuggled")), "unverified request forwarded: {uris:?}");
+    assert!(
+        !uris.iter().any(|u| u.contains("no-token") || u.contains("after-garbage") || u.contains("smuggled")),
+        "unverified request forwarded: {uris:?}"
+    );
     let valid = std::collections::HashSet::from([token]);
-    assert!(stack.unverified_upstream_requests(&valid).is_empty(), "a request without the valid token reached the upstream");
+    assert!(
+        stack.unverified_upstream_requests(&valid).is_empty(),
+        "a request without the valid token reached the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -266,7 +304,8 @@ async fn megabyte_tokens_and_deeply_nested_claims_are_refused_with_bounded_memor
     let legit = legit_load(&stack, token.clone());
     let kid = {
         let header = token.split('.').next().expect("header");
-        let h: serde_json::Value = serde_json::from_slice(&B64.decode(header).expect("b64 header")).expect("json header");
+        let h: serde_json::Value =
+            serde_json::from_slice(&B64.decode(header).expect("b64 header")).expect("json header");
         h["kid"].as_str().expect("kid").to_owned()
     };
     let forge = |payload: &str| {
@@ -323,13 +362,20 @@ async fn megabyte_tokens_and_deeply_nested_claims_are_refused_with_bounded_memor
         assert_eq!(o.status, Some(want), "{o:?}; all: {}", summary(&outcomes));
     }
     let m = stack.scrape().await;
-    assert!(m.sum("ward_requests_total", &[("reason", "bad_json")]) >= 40.0, "deep and nested tokens are bad_json:\n{}", m.text);
+    assert!(
+        m.sum("ward_requests_total", &[("reason", "bad_json")]) >= 40.0,
+        "deep and nested tokens are bad_json:\n{}",
+        m.text
+    );
     assert_legit_served(legit).await;
     assert!(peak < RSS_LIMIT_KIB, "ward RSS peaked at {peak} KiB with megabyte tokens");
     let forwarded: Vec<String> = stack.upstream.uris().into_iter().filter(|u| u.starts_with("/big/")).collect();
     assert!(
         forwarded.iter().all(|u| u.starts_with("/big/nested-ok/") || u.starts_with("/big/large-valid/")),
         "only the valid big tokens are forwarded: {:?}",
-        forwarded.iter().filter(|u| !u.starts_with("/big/nested-ok/") && !u.starts_with("/big/large-valid/")).collect::<Vec<_>>()
+        forwarded
+            .iter()
+            .filter(|u| !u.starts_with("/big/nested-ok/") && !u.starts_with("/big/large-valid/"))
+            .collect::<Vec<_>>()
     );
 }

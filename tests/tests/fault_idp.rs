@@ -99,7 +99,11 @@ async fn idp_down_after_warmup_serves_until_max_staleness_then_503() {
     let past_window = last_ok + STALENESS + 3.0;
     wait_for("503s after the staleness limit", || async {
         let n503 = load.snapshot().iter().filter(|o| o.status == Some(503)).count();
-        if n503 >= 50 && unix_now() > past_window { Ok(()) } else { Err(format!("{n503} 503s, {}", summary(&load.snapshot()))) }
+        if n503 >= 50 && unix_now() > past_window {
+            Ok(())
+        } else {
+            Err(format!("{n503} 503s, {}", summary(&load.snapshot())))
+        }
     })
     .await;
     let m_during = stack.scrape().await;
@@ -110,7 +114,10 @@ async fn idp_down_after_warmup_serves_until_max_staleness_then_503() {
     // in [last_ok + S, last_ok + S + 1). Requests completed before the earliest possible end
     // were decided inside the window; requests sent after the latest end, outside it.
     let (window_lo, window_hi) = (last_ok + STALENESS, last_ok + STALENESS + 1.0);
-    assert!(window_lo > down_at - 1.5, "the last success ({last_ok}) must be within a refresh interval of the outage ({down_at})");
+    assert!(
+        window_lo > down_at - 1.5,
+        "the last success ({last_ok}) must be within a refresh interval of the outage ({down_at})"
+    );
     let mut inside = 0;
     let mut after = 0;
     for o in &outcomes {
@@ -120,18 +127,27 @@ async fn idp_down_after_warmup_serves_until_max_staleness_then_503() {
         assert_ne!(o.status, Some(401), "a valid token was refused as unauthenticated: {o:?}");
         if done < window_lo {
             inside += 1;
-            assert_eq!(o.status, Some(200), "valid request refused inside the staleness window: {o:?} (down at {down_at}, last ok {last_ok})");
+            assert_eq!(
+                o.status,
+                Some(200),
+                "valid request refused inside the staleness window: {o:?} (down at {down_at}, last ok {last_ok})"
+            );
         } else if sent > window_hi + 0.5 {
             after += 1;
             assert_eq!(o.status, Some(503), "request after maxStalenessSeconds was not refused with 503: {o:?}");
         }
     }
-    let during_outage = outcomes.iter().filter(|o| run_start + o.sent.as_secs_f64() > down_at && o.status == Some(200)).count();
+    let during_outage =
+        outcomes.iter().filter(|o| run_start + o.sent.as_secs_f64() > down_at && o.status == Some(200)).count();
     assert!(during_outage > 0, "no request was served from the stale keys during the outage: {}", summary(&outcomes));
     assert!(inside > 0 && after > 0, "the run must cover both sides of the limit ({inside} inside, {after} after)");
     assert_eq!(m_during.get("ward_jwks_available", &[("issuer", &issuer)]), 0.0, "{}", m_during.text);
     assert_eq!(m_during.get("ward_jwks_stale", &[("issuer", &issuer)]), 1.0);
-    assert!(m_during.sum("ward_jwks_fetches_total", &[("issuer", &issuer), ("result", "connect_error")]) >= 2.0, "{}", m_during.text);
+    assert!(
+        m_during.sum("ward_jwks_fetches_total", &[("issuer", &issuer), ("result", "connect_error")]) >= 2.0,
+        "{}",
+        m_during.text
+    );
     assert!(m_during.sum("ward_requests_total", &[("reason", "keys_unavailable")]) >= 50.0);
     assert!(
         stack.unverified_upstream_requests(&valid).is_empty(),
@@ -182,8 +198,16 @@ async fn broken_key_set_answers_keep_the_last_good_keys() {
         .await;
         let m = stack.scrape().await;
         assert_eq!(m.get("ward_jwks_available", &[("issuer", &issuer)]), 1.0, "keys must stay available under {fault}");
-        assert_eq!(m.get("ward_jwks_stale", &[("issuer", &issuer)]), 1.0, "a failing refresh must show as stale under {fault}");
-        assert_eq!(m.get("ward_jwks_keys", &[("issuer", &issuer)]), 1.0, "the last good key set stays loaded under {fault}");
+        assert_eq!(
+            m.get("ward_jwks_stale", &[("issuer", &issuer)]),
+            1.0,
+            "a failing refresh must show as stale under {fault}"
+        );
+        assert_eq!(
+            m.get("ward_jwks_keys", &[("issuer", &issuer)]),
+            1.0,
+            "the last good key set stays loaded under {fault}"
+        );
         peak_rss = peak_rss.max(ward_e2e::fault::rss_kib(stack.ward.pid()));
         stack.idp.fault(json!({"mode": "none"})).await;
         wait_for("recovery from the fault", || async {
@@ -220,7 +244,12 @@ async fn unknown_kid_flood_through_ward_stays_within_the_cooldown() {
     }
     let mut flood = Vec::new();
     for i in 0..2000 {
-        flood.push(stack.idp.mint_with(json!({"sub": format!("f{i}"), "aud": "api"}), &format!("kid=random-{i}-{}", rand_suffix(i))).await);
+        flood.push(
+            stack
+                .idp
+                .mint_with(json!({"sub": format!("f{i}"), "aud": "api"}), &format!("kid=random-{i}-{}", rand_suffix(i)))
+                .await,
+        );
     }
     let valid_set: HashSet<String> = valid.iter().cloned().collect();
     let before = stack.idp.stats().await;
@@ -230,7 +259,11 @@ async fn unknown_kid_flood_through_ward_stays_within_the_cooldown() {
         if n % 3 == 0 {
             Planned { label: "valid", path: "/ok".to_owned(), token: Some(valid[n as usize % valid.len()].clone()) }
         } else {
-            Planned { label: "flood", path: "/flood".to_owned(), token: Some(flood[(n as usize / 3 * 2 + n as usize % 3) % flood.len()].clone()) }
+            Planned {
+                label: "flood",
+                path: "/flood".to_owned(),
+                token: Some(flood[(n as usize / 3 * 2 + n as usize % 3) % flood.len()].clone()),
+            }
         }
     });
     let outcomes = load.finish().await;
@@ -249,7 +282,11 @@ async fn unknown_kid_flood_through_ward_stays_within_the_cooldown() {
         }
     }
     let m = stack.scrape().await;
-    assert!(m.sum("ward_jwks_unknown_kid_refetches_suppressed_total", &[]) > 0.0, "suppressed refetches are counted:\n{}", m.text);
+    assert!(
+        m.sum("ward_jwks_unknown_kid_refetches_suppressed_total", &[]) > 0.0,
+        "suppressed refetches are counted:\n{}",
+        m.text
+    );
     assert!(stack.unverified_upstream_requests(&valid_set).is_empty(), "a flood token reached the upstream");
     assert!(summary(&outcomes).contains("flood/401"));
 }

@@ -18,13 +18,18 @@ async fn sigkill_under_load_never_lets_unverified_requests_through_and_restart_r
     for i in 0..50 {
         valid.push(stack.token(&format!("user-{i}")).await);
     }
-    let expired = stack.idp.mint(serde_json::json!({"sub": "old", "aud": "api", "iat": 1_000_000, "exp": 1_000_600})).await;
+    let expired =
+        stack.idp.mint(serde_json::json!({"sub": "old", "aud": "api", "iat": 1_000_000, "exp": 1_000_600})).await;
     let valid_set: HashSet<String> = valid.iter().cloned().collect();
     let (valid, expired) = (Arc::new(valid), Arc::new(expired));
     let load = Load::start(stack.addr, 8, u64::MAX, move |n| match n % 4 {
         0 => Planned { label: "none", path: format!("/k/{n}"), token: None },
         1 => Planned { label: "expired", path: format!("/k/{n}"), token: Some((*expired).clone()) },
-        2 => Planned { label: "forged", path: format!("/k/{n}"), token: Some(format!("{}x", valid[n as usize % valid.len()])) },
+        2 => Planned {
+            label: "forged",
+            path: format!("/k/{n}"),
+            token: Some(format!("{}x", valid[n as usize % valid.len()])),
+        },
         _ => Planned { label: "valid", path: format!("/k/{n}"), token: Some(valid[n as usize % valid.len()].clone()) },
     });
 
@@ -36,7 +41,8 @@ async fn sigkill_under_load_never_lets_unverified_requests_through_and_restart_r
         })
         .await;
         let old_pid = stack.ward.pid();
-        let status = std::process::Command::new("kill").args(["-KILL", &old_pid.to_string()]).status().expect("run kill");
+        let status =
+            std::process::Command::new("kill").args(["-KILL", &old_pid.to_string()]).status().expect("run kill");
         assert!(status.success(), "kill -KILL {old_pid}");
         // The listener is gone once connections are refused; then the new process can bind.
         let addr = stack.addr;
@@ -67,9 +73,18 @@ async fn sigkill_under_load_never_lets_unverified_requests_through_and_restart_r
             (_, Some(s)) => assert_eq!(s, 401, "{o:?}"),
         }
     }
-    assert!(outcomes.iter().any(|o| o.status.is_none()), "the kills should have failed some requests: {}", summary(&outcomes));
+    assert!(
+        outcomes.iter().any(|o| o.status.is_none()),
+        "the kills should have failed some requests: {}",
+        summary(&outcomes)
+    );
     let unverified = stack.unverified_upstream_requests(&valid_set);
-    assert!(unverified.is_empty(), "{} requests reached the upstream without a valid token: {:?}", unverified.len(), &unverified[..unverified.len().min(5)]);
+    assert!(
+        unverified.is_empty(),
+        "{} requests reached the upstream without a valid token: {:?}",
+        unverified.len(),
+        &unverified[..unverified.len().min(5)]
+    );
     // A forwarded request whose answer was lost in a kill shows up as a transport error.
     let served = outcomes.iter().filter(|o| o.status == Some(200)).count();
     let lost = outcomes.iter().filter(|o| o.label == "valid" && o.status.is_none()).count();

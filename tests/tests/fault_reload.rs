@@ -61,10 +61,18 @@ async fn good_reloads_drop_nothing_and_bad_ones_keep_the_last_good_config() {
         write_atomically(&path, &config_with_marker(&stack, n));
         wait_for(&format!("reload {n}"), || async {
             let (ok, _, generation) = reload_counts(&stack).await;
-            if ok > ok_before && generation > generation_before { Ok(()) } else { Err(format!("ok {ok}, generation {generation}")) }
+            if ok > ok_before && generation > generation_before {
+                Ok(())
+            } else {
+                Err(format!("ok {ok}, generation {generation}"))
+            }
         })
         .await;
-        assert_eq!(stack.status(&format!("/marker-{n}/x"), Some(&tokens[0])).await, Some(403), "reload {n} is in force");
+        assert_eq!(
+            stack.status(&format!("/marker-{n}/x"), Some(&tokens[0])).await,
+            Some(403),
+            "reload {n} is in force"
+        );
         assert_eq!(stack.scrape().await.get("ward_config_last_reload_successful", &[]), 1.0);
     }
     let during_good = load.snapshot();
@@ -78,7 +86,8 @@ async fn good_reloads_drop_nothing_and_bad_ones_keep_the_last_good_config() {
     let good = config_with_marker(&stack, 5);
     let file = path.display().to_string();
     let unknown_field = good.replacen("  audiences: [api]\n", "  audiences: [api]\n  audience: api\n", 1);
-    let unknown_line = unknown_field.lines().position(|l| l == "  audience: api").map(|i| i + 1).expect("inserted line");
+    let unknown_line =
+        unknown_field.lines().position(|l| l == "  audience: api").map(|i| i + 1).expect("inserted line");
     let syntax = format!("{good}proxy: {{maxConnections: 10\n");
     let cases: Vec<(&str, Option<String>, String)> = vec![
         ("unknown field", Some(unknown_field), format!("{file}:{unknown_line}:")),
@@ -98,9 +107,17 @@ async fn good_reloads_drop_nothing_and_bad_ones_keep_the_last_good_config() {
         })
         .await;
         let m = stack.scrape().await;
-        assert_eq!(m.get("ward_config_last_reload_successful", &[]), 0.0, "{what}: the failed reload shows in the metric");
+        assert_eq!(
+            m.get("ward_config_last_reload_successful", &[]),
+            0.0,
+            "{what}: the failed reload shows in the metric"
+        );
         assert_eq!(m.get("ward_config_generation", &[]), generation_before, "{what}: the generation must not move");
-        assert_eq!(stack.status("/marker-5/x", Some(&tokens[0])).await, Some(403), "{what}: the last good config stays in force");
+        assert_eq!(
+            stack.status("/marker-5/x", Some(&tokens[0])).await,
+            Some(403),
+            "{what}: the last good config stays in force"
+        );
         assert_eq!(stack.status("/fine", Some(&tokens[0])).await, Some(200), "{what}: valid requests are still served");
         let stderr = stack.ward.stderr();
         assert!(stderr.contains(&expect_in_stderr), "{what}: stderr should contain {expect_in_stderr:?}:\n{stderr}");
@@ -110,7 +127,10 @@ async fn good_reloads_drop_nothing_and_bad_ones_keep_the_last_good_config() {
             let rest = &stderr[at + file.len() + 1..];
             let mut parts = rest.splitn(3, ':');
             let (line, col) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            assert!(line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok(), "syntax error not located: {rest:.80}");
+            assert!(
+                line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok(),
+                "syntax error not located: {rest:.80}"
+            );
         }
     }
 

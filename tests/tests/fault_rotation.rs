@@ -15,7 +15,8 @@ use ward_e2e::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_under_load_has_no_false_401_and_retired_keys_die_at_once() {
     let opts = StackOptions {
-        jwks: "{minRefreshSeconds: 1, maxRefreshSeconds: 1, unknownKidCooldownSeconds: 1, fetchTimeoutMillis: 1000}".to_owned(),
+        jwks: "{minRefreshSeconds: 1, maxRefreshSeconds: 1, unknownKidCooldownSeconds: 1, fetchTimeoutMillis: 1000}"
+            .to_owned(),
         ..StackOptions::default()
     };
     let stack = FaultStack::start(opts, true).await;
@@ -29,7 +30,8 @@ async fn rotation_under_load_has_no_false_401_and_retired_keys_die_at_once() {
     let old_set: HashSet<String> = old.iter().cloned().collect();
     // The pool the load draws from: (label, token). Old-key tokens first; new-key tokens are
     // added once the IdP has rotated.
-    let pool: Arc<RwLock<Vec<(&'static str, String)>>> = Arc::new(RwLock::new(old.iter().map(|t| ("old-key", t.clone())).collect()));
+    let pool: Arc<RwLock<Vec<(&'static str, String)>>> =
+        Arc::new(RwLock::new(old.iter().map(|t| ("old-key", t.clone())).collect()));
     let load = {
         let pool = pool.clone();
         Load::start(stack.addr, 8, u64::MAX, move |n| {
@@ -86,12 +88,18 @@ async fn rotation_under_load_has_no_false_401_and_retired_keys_die_at_once() {
         assert!(o.status.is_some(), "transport error: {o:?}");
         match o.label {
             "new-key" => assert_eq!(o.status, Some(200), "new-key token refused: {o:?}"),
-            _ if o.sent > retired_at => assert_eq!(o.status, Some(401), "old-key token accepted after its key was removed: {o:?}"),
+            _ if o.sent > retired_at => {
+                assert_eq!(o.status, Some(401), "old-key token accepted after its key was removed: {o:?}")
+            }
             _ => {}
         }
     }
     let m = stack.scrape().await;
-    assert!(m.sum("ward_requests_total", &[("reason", "unknown_key")]) >= 500.0, "old-key refusals are unknown_key:\n{}", m.text);
+    assert!(
+        m.sum("ward_requests_total", &[("reason", "unknown_key")]) >= 500.0,
+        "old-key refusals are unknown_key:\n{}",
+        m.text
+    );
     // Every forwarded request is one the client saw answered 200 (nothing else slipped through).
     let forwarded = stack.upstream.requests().len();
     let ok = outcomes.iter().filter(|o| o.status == Some(200)).count();

@@ -42,7 +42,12 @@ async fn mint_pool(stack: &FaultStack, round: usize) -> Pool {
     }
     let mut expired = Vec::new();
     for i in 0..20 {
-        expired.push(stack.idp.mint(json!({"sub": format!("exp-{i}"), "aud": "api", "iat": 1_000_000, "exp": 1_000_600 + i})).await);
+        expired.push(
+            stack
+                .idp
+                .mint(json!({"sub": format!("exp-{i}"), "aud": "api", "iat": 1_000_000, "exp": 1_000_600 + i}))
+                .await,
+        );
     }
     // Tampered signatures and a wrong audience.
     let mut invalid: Vec<String> = valid.iter().take(20).map(|t| tamper(t)).collect();
@@ -59,13 +64,19 @@ async fn counting_upstream(valid: Arc<RwLock<HashSet<String>>>, unverified: Arc<
             let (valid, unverified) = (valid.clone(), unverified.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let token = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+                    let token = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "));
                     if !token.is_some_and(|t| valid.read().unwrap_or_else(|e| e.into_inner()).contains(t)) {
                         unverified.fetch_add(1, Ordering::Relaxed);
                     }
                     async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok")))) }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -103,7 +114,10 @@ async fn soak() {
     stack.wait_ready().await;
     let pid = stack.ward.pid();
     let pool = Arc::new(RwLock::new(mint_pool(&stack, 0).await));
-    valid_ever.write().unwrap_or_else(|e| e.into_inner()).extend(pool.read().unwrap_or_else(|e| e.into_inner()).valid.iter().cloned());
+    valid_ever
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(pool.read().unwrap_or_else(|e| e.into_inner()).valid.iter().cloned());
     let load = {
         let pool = pool.clone();
         Load::start(stack.addr, workers, u64::MAX, move |n| {
@@ -111,9 +125,19 @@ async fn soak() {
             let i = n as usize;
             // 80% valid, 10% expired, 10% invalid.
             match n % 10 {
-                8 => Planned { label: "expired", path: format!("/s/{n}"), token: Some(p.expired[i % p.expired.len()].clone()) },
-                9 => Planned { label: "invalid", path: format!("/s/{n}"), token: Some(p.invalid[i % p.invalid.len()].clone()) },
-                _ => Planned { label: "valid", path: format!("/s/{n}"), token: Some(p.valid[i % p.valid.len()].clone()) },
+                8 => Planned {
+                    label: "expired",
+                    path: format!("/s/{n}"),
+                    token: Some(p.expired[i % p.expired.len()].clone()),
+                },
+                9 => Planned {
+                    label: "invalid",
+                    path: format!("/s/{n}"),
+                    token: Some(p.invalid[i % p.invalid.len()].clone()),
+                },
+                _ => {
+                    Planned { label: "valid", path: format!("/s/{n}"), token: Some(p.valid[i % p.valid.len()].clone()) }
+                }
             }
         })
     };
@@ -122,7 +146,10 @@ async fn soak() {
     let mut csv = std::fs::File::create(&csv_path).unwrap_or_else(|e| panic!("create {}: {e}", csv_path.display()));
     writeln!(csv, "seconds,rss_kib,fds,requests,rps,valid_failures,error_rate,p99_ms").expect("csv");
     println!("soak: {minutes} min, {workers} workers; samples in {}", csv_path.display());
-    println!("{:>7} {:>9} {:>5} {:>8} {:>7} {:>8} {:>8}", "t(s)", "rss(KiB)", "fds", "rps", "p99(ms)", "vfail", "events");
+    println!(
+        "{:>7} {:>9} {:>5} {:>8} {:>7} {:>8} {:>8}",
+        "t(s)", "rss(KiB)", "fds", "rps", "p99(ms)", "vfail", "events"
+    );
 
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(minutes * 60.0);
@@ -207,10 +234,16 @@ async fn soak() {
         "rotations_and_reloads": next_minute - 1, "counts": summary(&outcomes),
         "upstream_unverified": unverified.load(Ordering::Relaxed),
     });
-    std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&summary_json).expect("json")).expect("write summary");
+    std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&summary_json).expect("json"))
+        .expect("write summary");
     println!("soak summary: {summary_json}");
 
-    assert!(valid_failed.is_empty(), "{} valid requests failed, e.g. {:?}", valid_failed.len(), &valid_failed[..valid_failed.len().min(5)]);
+    assert!(
+        valid_failed.is_empty(),
+        "{} valid requests failed, e.g. {:?}",
+        valid_failed.len(),
+        &valid_failed[..valid_failed.len().min(5)]
+    );
     assert_eq!(misjudged, 0, "invalid or expired tokens must get 401: {}", summary(&outcomes));
     assert!(
         last_max as f64 <= 1.2 * first_max as f64 + 5.0 * 1024.0,

@@ -30,7 +30,11 @@ async fn tokens(stack: &FaultStack, n: usize) -> Arc<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unreachable_upstream_gets_502_without_leaks() {
     // Nothing listens on the upstream address.
-    let opts = StackOptions { upstream_override: Some(free_addr()), proxy: "{upstreamConnectTimeoutMillis: 500}".to_owned(), ..StackOptions::default() };
+    let opts = StackOptions {
+        upstream_override: Some(free_addr()),
+        proxy: "{upstreamConnectTimeoutMillis: 500}".to_owned(),
+        ..StackOptions::default()
+    };
     let stack = FaultStack::start(opts, true).await;
     stack.wait_ready().await;
     let tokens = tokens(&stack, 20).await;
@@ -54,7 +58,10 @@ async fn unreachable_upstream_gets_502_without_leaks() {
     assert!(m.sum("ward_requests_total", &[("reason", "upstream_unreachable")]) >= 4000.0, "{}", m.text);
     fds_back_to(&stack, baseline).await;
     let rss_after = rss_kib(stack.ward.pid());
-    assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} to {rss_after} KiB over 4000 failed forwards");
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB over 4000 failed forwards"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

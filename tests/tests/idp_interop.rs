@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ward::{jwks::Health, reason::Reason};
 use ward_e2e::{
-    idp::{NodeIdp, NODE_AUDIENCE, NODE_CLIENT_ID},
-    verifier::{issuer, Verifier},
+    idp::{NODE_AUDIENCE, NODE_CLIENT_ID, NodeIdp},
+    verifier::{Verifier, issuer},
 };
 
 fn config(op: &NodeIdp) -> ward::config::Issuer {
@@ -67,7 +67,10 @@ async fn provider_key_rotation_is_followed_without_false_rejections() {
             assert_eq!(c.await.expect("check task"), Ok(()), "round {round}: token of rotated key {rotated} refused");
         }
         for (i, t) in tokens.iter().enumerate() {
-            assert!(fast.check(t).await.is_ok(), "round {round}: token #{i} refused after rotation (old keys are still published)");
+            assert!(
+                fast.check(t).await.is_ok(),
+                "round {round}: token #{i} refused after rotation (old keys are still published)"
+            );
         }
     }
     assert_eq!(

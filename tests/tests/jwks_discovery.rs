@@ -5,7 +5,7 @@ use serde_json::json;
 use ward::{jwks::Health, reason::Reason};
 use ward_e2e::{
     idp::DevIdp,
-    verifier::{issuer, Verifier},
+    verifier::{Verifier, issuer},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +39,11 @@ async fn discovery_with_another_issuer_is_refused() {
         idp.discovery_uri()
     ))]);
     let token = idp.mint(json!({"iss": configured, "aud": "api"})).await;
-    assert_eq!(v.check(&token).await.err(), Some(Reason::KeysUnavailable), "keys from a mismatched issuer must not be used");
+    assert_eq!(
+        v.check(&token).await.err(),
+        Some(Reason::KeysUnavailable),
+        "keys from a mismatched issuer must not be used"
+    );
     let status = v.status(&configured);
     assert_eq!(status.health, Health::Failing);
     let error = status.last_error.expect("the error is reported");

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use ward::{
-    devidp::mint::{fill_claims, KidHeader, SigningKey},
+    devidp::mint::{KidHeader, SigningKey, fill_claims},
     jwks::Health,
     jwt::Algorithm,
     reason::Reason,
@@ -12,7 +12,7 @@ use ward::{
 };
 use ward_e2e::{
     idp::DevIdp,
-    verifier::{issuer, Verifier},
+    verifier::{Verifier, issuer},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +86,8 @@ async fn a_key_set_without_usable_keys_keeps_the_last_good_one() {
             });
         }
     });
-    let mut v = Verifier::new(&[issuer(&format!("issuer: {}\naudiences: [api]\njwksUri: {}", idp.issuer, idp.jwks_uri()))]);
+    let mut v =
+        Verifier::new(&[issuer(&format!("issuer: {}\naudiences: [api]\njwksUri: {}", idp.issuer, idp.jwks_uri()))]);
     let token = idp.mint(json!({"aud": "api"})).await;
     v.check(&token).await.expect("initial load");
     // Reload pointing at the bad key set: the change of source triggers a fetch at once.

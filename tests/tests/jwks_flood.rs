@@ -3,22 +3,22 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
         Arc,
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use serde_json::json;
 use ward::{
-    devidp::mint::{fill_claims, KidHeader, SigningKey},
+    devidp::mint::{KidHeader, SigningKey, fill_claims},
     jwt::Algorithm,
     reason::Reason,
     time::now_unix,
 };
 use ward_e2e::{
     idp::DevIdp,
-    verifier::{issuer, Verifier},
+    verifier::{Verifier, issuer},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -50,7 +50,11 @@ async fn unknown_kid_flood_stays_within_the_cooldown_bound() {
                 claims.insert("aud".into(), json!("api"));
                 fill_claims(&mut claims, &issuer, None, 600, now_unix());
                 let token = attacker.mint(None, &KidHeader::Value(format!("random-{w}-{i}")), &claims).expect("mint");
-                assert_eq!(v.check(&token).await.err(), Some(Reason::UnknownKey), "a random kid was not refused as unknown");
+                assert_eq!(
+                    v.check(&token).await.err(),
+                    Some(Reason::UnknownKey),
+                    "a random kid was not refused as unknown"
+                );
                 sent.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }

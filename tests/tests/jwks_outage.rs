@@ -6,7 +6,7 @@ use serde_json::json;
 use ward::{jwks::Health, reason::Reason};
 use ward_e2e::{
     idp::DevIdp,
-    verifier::{issuer, Verifier},
+    verifier::{Verifier, issuer},
 };
 
 fn config(idp: &DevIdp, max_staleness: u64) -> ward::config::Issuer {

@@ -7,7 +7,7 @@ use serde_json::json;
 use ward::reason::Reason;
 use ward_e2e::{
     idp::DevIdp,
-    verifier::{issuer, Verifier},
+    verifier::{Verifier, issuer},
 };
 
 fn kid_of(token: &str) -> String {

@@ -5,19 +5,19 @@ use std::{convert::Infallible, path::PathBuf, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{server::conn::http1, service::service_fn, Request, Response};
+use hyper::{Request, Response, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use ward::{
-    devidp::mint::{fill_claims, jwks_document, KidHeader, SigningKey},
+    devidp::mint::{KidHeader, SigningKey, fill_claims, jwks_document},
     jwks::Health,
     jwt::Algorithm,
     reason::Reason,
     time::now_unix,
 };
-use ward_e2e::verifier::{issuer, Verifier};
+use ward_e2e::verifier::{Verifier, issuer};
 
 const ISSUER: &str = "https://idp.tls.test";
 

@@ -40,7 +40,8 @@ async fn grpc_health_check_through_ward() {
         stack::config(iss, listen, grpc, "").replacen("policies:\n", &format!("policies:\n{extra}"), 1)
     })
     .await;
-    let channel = Channel::from_shared(format!("http://{}", stack.addr)).expect("uri").connect().await.expect("connect to ward");
+    let channel =
+        Channel::from_shared(format!("http://{}", stack.addr)).expect("uri").connect().await.expect("connect to ward");
 
     let alice = stack.idp.mint("alice", "api", json!({}));
     let status = check(channel.clone(), Some(&alice)).await.expect("allowed health check");

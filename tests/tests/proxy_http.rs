@@ -12,7 +12,11 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use ward_e2e::{free_port, issuer::TestIdp, stack::{self, Stack}};
+use ward_e2e::{
+    free_port,
+    issuer::TestIdp,
+    stack::{self, Stack},
+};
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 
@@ -90,7 +94,10 @@ async fn keep_alive_connection_checks_every_request() {
     // The audit log names the reasons and never contains a token.
     let audit = stack.ward.stdout();
     let token = good.trim_start_matches("Bearer ");
-    assert!(!audit.contains(token) && !audit.contains(wrong_aud.trim_start_matches("Bearer ")), "a token leaked into the audit log");
+    assert!(
+        !audit.contains(token) && !audit.contains(wrong_aud.trim_start_matches("Bearer ")),
+        "a token leaked into the audit log"
+    );
     assert!(!stack.ward.stderr().contains(token), "a token leaked into the log");
     for reason in ["missing_token", "bad_audience", "denied_by_policy", "allowed"] {
         assert!(
@@ -113,8 +120,11 @@ async fn refusals_and_proxy_errors_have_their_status_codes() {
             "- {{name: dead, listen: \"{dead_listen}\", upstream: \"127.0.0.1:{dead_port}\"}}\n\
              proxy: {{headerReadTimeoutMillis: 500, upstreamResponseTimeoutMillis: 1000, maxHeaderBytes: 16384}}\n"
         );
-        stack::config(iss, listen, up, &extra)
-            .replacen("issuers:\n", &format!("issuers:\n- {{issuer: \"{down_issuer}\", audiences: [api]}}\n"), 1)
+        stack::config(iss, listen, up, &extra).replacen(
+            "issuers:\n",
+            &format!("issuers:\n- {{issuer: \"{down_issuer}\", audiences: [api]}}\n"),
+            1,
+        )
     })
     .await;
     let good = format!("Bearer {}", stack.idp.mint("alice", "api", json!({})));
@@ -153,7 +163,9 @@ async fn refusals_and_proxy_errors_have_their_status_codes() {
 #[tokio::test]
 async fn non_http_streams_are_closed_and_counted() {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let stack = Stack::start(|iss, listen, up| stack::config(iss, listen, up, &format!("admin: {{listen: \"{admin}\"}}\n"))).await;
+    let stack =
+        Stack::start(|iss, listen, up| stack::config(iss, listen, up, &format!("admin: {{listen: \"{admin}\"}}\n")))
+            .await;
     // A TLS ClientHello start, then an SSH banner.
     assert_eq!(raw(stack.addr, b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03").await, "");
     assert_eq!(raw(stack.addr, b"SSH-2.0-OpenSSH_9.2p1\r\n").await, "");
@@ -167,8 +179,17 @@ async fn non_http_streams_are_closed_and_counted() {
 /// The whole agent's `/metrics` (every subsystem registered) passes `promtool check metrics`.
 /// promtool is required when CI=true; elsewhere a missing promtool skips with a message.
 fn promtool_accepts(metrics: &str) {
-    use std::{io::Write, process::{Command, Stdio}};
-    let mut child = match Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+    use std::{
+        io::Write,
+        process::{Command, Stdio},
+    };
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => {
             assert!(!ward_e2e::in_ci(), "promtool is required in CI (apt-get install prometheus): {e}");
@@ -188,7 +209,8 @@ fn promtool_accepts(metrics: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits() {
-    let mut stack = Stack::start(|iss, listen, up| stack::config(iss, listen, up, "proxy: {shutdownGraceSeconds: 5}\n")).await;
+    let mut stack =
+        Stack::start(|iss, listen, up| stack::config(iss, listen, up, "proxy: {shutdownGraceSeconds: 5}\n")).await;
     let good = format!("Bearer {}", stack.idp.mint("alice", "api", json!({})));
     let mut conn = connect(stack.addr).await;
     assert_eq!(send(&mut conn, "/before", Some(&good)).await.0, StatusCode::OK);

@@ -61,7 +61,8 @@ async fn two_hundred_megabytes_each_way_with_flat_memory() {
     let up = Request::post("/sink").header("host", "api").header("authorization", &auth);
     let resp = sender.send_request(up.body(body_of(TOTAL)).expect("req")).await.expect("upload response");
     assert_eq!(resp.status(), 200);
-    let answer: Value = serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes()).expect("JSON");
+    let answer: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes()).expect("JSON");
     assert_eq!(answer["bytes"], TOTAL, "the upstream received the whole body");
 
     // Download: a chunked response body, counted as it arrives.

@@ -4,7 +4,6 @@
 //! - `cargo xtask test`:  setup, then every test suite CI runs.
 //! - `cargo xtask demo`:  setup, build, then the transparent-enforcement demo.
 
-
 mod demo;
 mod setup;
 mod test;

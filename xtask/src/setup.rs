@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 use crate::{in_ci, is_root, root, sh};
 
@@ -72,7 +72,9 @@ fn nightly() -> anyhow::Result<()> {
             eprintln!("setup: installing rust-src for nightly (to build core for bpfel-unknown-none)");
             sh(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
         }
-        _ => bail!("setup: the nightly toolchain is missing; install it with `rustup toolchain install nightly` (the eBPF programs need it)"),
+        _ => bail!(
+            "setup: the nightly toolchain is missing; install it with `rustup toolchain install nightly` (the eBPF programs need it)"
+        ),
     }
 }
 
@@ -94,12 +96,18 @@ fn bpf_linker() -> anyhow::Result<()> {
     }
     let major = llvm_major_of_nightly()?;
     let prefix = format!("/usr/lib/llvm-{major}");
-    eprintln!("setup: installing bpf-linker built against LLVM {major} (matches nightly rustc); this takes a few minutes");
+    eprintln!(
+        "setup: installing bpf-linker built against LLVM {major} (matches nightly rustc); this takes a few minutes"
+    );
     let path = format!("{prefix}/bin:{}", std::env::var("PATH").unwrap_or_default());
-    sh(Command::new("cargo")
-        .env("LLVM_PREFIX", &prefix)
-        .env("PATH", path)
-        .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", &format!("llvm-{major}")]))
+    sh(Command::new("cargo").env("LLVM_PREFIX", &prefix).env("PATH", path).args([
+        "install",
+        "bpf-linker",
+        "--locked",
+        "--no-default-features",
+        "--features",
+        &format!("llvm-{major}"),
+    ]))
 }
 
 fn cargo_fuzz() -> anyhow::Result<()> {

@@ -24,8 +24,11 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     } else if in_ci() {
         eprintln!("test: CI=true and root: eBPF capture tests must run and fail loudly if they cannot");
     }
-    // Lints: the workspace's clippy settings, warnings are errors.
-    sh(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).current_dir(&root))?;
+    // Formatting (rustfmt.toml), then lints: the workspace's clippy settings, warnings are errors.
+    sh(Command::new("cargo").args(["fmt", "--all", "--check"]).current_dir(&root))?;
+    sh(Command::new("cargo")
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .current_dir(&root))?;
     // The end-to-end tests run the real `ward` binary.
     sh(Command::new("cargo").args(["build", "-p", "ward"]).current_dir(&root))?;
     sh(Command::new("cargo")
@@ -37,7 +40,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     // Manifests: schema validation against a pinned Kubernetes and `ward check-config` on the
     // embedded config; then the DaemonSet's capability set, exercised for real (root).
     for script in ["scripts/validate-manifests.sh", "deploy/tests/least-privilege.sh"] {
-        sh(Command::new("bash").arg(root.join(script)).env("WARD_BIN", crate::target_dir().join("debug/ward")).current_dir(&root))?;
+        sh(Command::new("bash")
+            .arg(root.join(script))
+            .env("WARD_BIN", crate::target_dir().join("debug/ward"))
+            .current_dir(&root))?;
     }
     // Every fuzz target for a bounded time (a crash fails the run; the input is kept in
     // fuzz/artifacts/ to become a regression test).

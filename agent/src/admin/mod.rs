@@ -111,11 +111,8 @@ fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Full<Byt
 /// Readiness: pending startup tasks and failing live checks, as a JSON document.
 pub fn readiness(state: &AdminState) -> (bool, serde_json::Value) {
     let pending = state.ready.pending();
-    let failing: serde_json::Map<String, serde_json::Value> = state
-        .checks
-        .iter()
-        .filter_map(|(name, check)| check().err().map(|why| (name.clone(), json!(why))))
-        .collect();
+    let failing: serde_json::Map<String, serde_json::Value> =
+        state.checks.iter().filter_map(|(name, check)| check().err().map(|why| (name.clone(), json!(why)))).collect();
     let ready = pending.is_empty() && failing.is_empty();
     (ready, json!({ "ready": ready, "pending": pending, "failing": failing }))
 }

@@ -50,10 +50,11 @@ async fn start() -> Admin {
     let ready = Ready::new();
     let keys_ok = Arc::new(AtomicBool::new(true));
     let k = keys_ok.clone();
-    let check: LiveCheck = Arc::new(move || if k.load(Ordering::SeqCst) { Ok(()) } else { Err("issuer https://idp: no keys".into()) });
-    let dump: ConfigDump = Arc::new(|| {
-        json!({"issuers": [{"issuer": "https://idp", "jwksUri": "https://user:pw@idp/jwks?client_secret=s3", "clientSecret": "s3"}]})
-    });
+    let check: LiveCheck =
+        Arc::new(move || if k.load(Ordering::SeqCst) { Ok(()) } else { Err("issuer https://idp: no keys".into()) });
+    let dump: ConfigDump = Arc::new(
+        || json!({"issuers": [{"issuer": "https://idp", "jwksUri": "https://user:pw@idp/jwks?client_secret=s3", "clientSecret": "s3"}]}),
+    );
     let state = AdminState { metrics, ready: ready.clone(), checks: vec![("keys".into(), check)], config_dump: dump };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
     let addr = listener.local_addr().expect("addr");
@@ -99,14 +100,19 @@ async fn metrics_pass_promtool() {
     let (status, head, body) = get(admin.addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(head.to_ascii_lowercase().contains(&format!("content-type: {PROMETHEUS_TEXT}")), "{head}");
-    let (_, om_head, om_body) = get_with(admin.addr, "/metrics", "accept: application/openmetrics-text; version=1.0.0\r\n").await;
+    let (_, om_head, om_body) =
+        get_with(admin.addr, "/metrics", "accept: application/openmetrics-text; version=1.0.0\r\n").await;
     assert!(om_head.to_ascii_lowercase().contains(&format!("content-type: {OPENMETRICS}")), "{om_head}");
     assert!(om_body.ends_with("# EOF\n"), "{om_body}");
     assert!(body.contains("ward_requests_total{decision=\"unauthenticated\",reason=\"expired\"} 1"), "{body}");
-    let promtool = match Command::new("promtool").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+    let promtool = match Command::new("promtool").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status()
+    {
         Ok(_) => "promtool",
         Err(e) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "promtool is required in CI (apt-get install prometheus): {e}");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is required in CI (apt-get install prometheus): {e}"
+            );
             eprintln!("skipping the promtool check: promtool not found ({e})");
             return;
         }

@@ -8,10 +8,13 @@
 
 use std::{hash::BuildHasher, sync::Arc};
 
-use quick_cache::{sync::Cache, Weighter};
+use quick_cache::{Weighter, sync::Cache};
 
 use super::Identity;
-use crate::{config::{CacheSettings, Issuer}, jwt::key::VerifyingKey};
+use crate::{
+    config::{CacheSettings, Issuer},
+    jwt::key::VerifyingKey,
+};
 
 #[derive(Debug)]
 pub struct Entry {

@@ -14,9 +14,9 @@ use self::metrics::AuthnMetrics;
 use crate::{
     config::{CacheSettings, Issuer},
     jwt::{
+        Algorithm,
         key::VerifyingKey,
         validate::{self, IssuerRules},
-        Algorithm,
     },
     reason::Reason,
 };
@@ -79,10 +79,8 @@ pub struct IssuerSet {
 
 impl IssuerSet {
     pub fn new(issuers: &[Issuer], generation: u64) -> Self {
-        let by_iss: HashMap<_, _> = issuers
-            .iter()
-            .map(|i| (i.issuer.clone(), Arc::new(IssuerRules::new(Arc::new(i.clone())))))
-            .collect();
+        let by_iss: HashMap<_, _> =
+            issuers.iter().map(|i| (i.issuer.clone(), Arc::new(IssuerRules::new(Arc::new(i.clone()))))).collect();
         let max_token_bytes = issuers.iter().map(|i| i.max_token_bytes).max().unwrap_or(8 * 1024);
         Self { by_iss, max_token_bytes, generation }
     }

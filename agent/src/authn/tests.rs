@@ -159,6 +159,9 @@ fn cached_tokens_get_503_once_keys_are_unavailable() {
         fading.available.store(false, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(authn.authenticate(&issuers, &t, NOW).await.unwrap_err(), Reason::KeysUnavailable);
         fading.available.store(true, std::sync::atomic::Ordering::SeqCst);
-        assert!(authn.authenticate(&issuers, &t, NOW).await.expect("valid again").cached, "the entry survives the outage");
+        assert!(
+            authn.authenticate(&issuers, &t, NOW).await.expect("valid again").cached,
+            "the entry survives the outage"
+        );
     });
 }

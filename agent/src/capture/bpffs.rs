@@ -41,8 +41,7 @@ pub fn ensure(pin_path: &Path) -> Result<(), CaptureError> {
         mount_bpffs(default).map_err(|e| no(format!("mount -t bpf bpf {DEFAULT_BPFFS}: {e}")))?;
         tracing::info!(path = DEFAULT_BPFFS, "mounted the bpf filesystem");
     }
-    std::fs::create_dir_all(pin_path)
-        .map_err(|e| CaptureError::io(format!("creating {}", pin_path.display()), e))
+    std::fs::create_dir_all(pin_path).map_err(|e| CaptureError::io(format!("creating {}", pin_path.display()), e))
 }
 
 fn nearest_existing(path: &Path) -> Option<PathBuf> {

@@ -18,8 +18,8 @@ pub struct Cgroup2Mount {
 }
 
 pub fn find_mount() -> Result<Cgroup2Mount, CaptureError> {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| CaptureError::io("reading /proc/self/mountinfo", e))?;
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").map_err(|e| CaptureError::io("reading /proc/self/mountinfo", e))?;
     parse_mountinfo(&info).ok_or(CaptureError::NoCgroup2)
 }
 
@@ -60,11 +60,7 @@ fn unescape(s: &str) -> String {
 impl Cgroup2Mount {
     /// `capture.cgroup`: absolute paths as given, relative ones under the mount point.
     pub fn resolve(&self, configured: &Path) -> Result<PathBuf, CaptureError> {
-        let path = if configured.is_absolute() {
-            configured.to_path_buf()
-        } else {
-            self.mount_point.join(configured)
-        };
+        let path = if configured.is_absolute() { configured.to_path_buf() } else { self.mount_point.join(configured) };
         if path.is_dir() {
             Ok(path)
         } else {
@@ -74,8 +70,8 @@ impl Cgroup2Mount {
 
     /// The directory of this process's own cgroup (from `/proc/self/cgroup`, line `0::`).
     pub fn own_cgroup(&self) -> Result<PathBuf, CaptureError> {
-        let text = fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| CaptureError::OwnCgroup { detail: e.to_string() })?;
+        let text =
+            fs::read_to_string("/proc/self/cgroup").map_err(|e| CaptureError::OwnCgroup { detail: e.to_string() })?;
         let rel = text
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
@@ -90,9 +86,7 @@ impl Cgroup2Mount {
 /// The cgroup id the kernel reports from `bpf_get_current_cgroup_id()`: on cgroup v2 it is
 /// the inode number of the cgroup's directory.
 pub fn id(path: &Path) -> Result<u64, CaptureError> {
-    fs::metadata(path)
-        .map(|m| m.ino())
-        .map_err(|e| CaptureError::io(format!("reading cgroup {}", path.display()), e))
+    fs::metadata(path).map(|m| m.ino()).map_err(|e| CaptureError::io(format!("reading cgroup {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -48,18 +48,8 @@ impl Collector for CaptureCollector {
                 "connect() calls seen by the capture programs, by verdict",
                 "verdict",
             ),
-            (
-                Program::SockOps,
-                "capture_sock_ops",
-                "sock_ops events on captured and local connections",
-                "event",
-            ),
-            (
-                Program::SkMsg,
-                "capture_sk_msg",
-                "sendmsg() calls seen by the sk_msg fast path, by verdict",
-                "verdict",
-            ),
+            (Program::SockOps, "capture_sock_ops", "sock_ops events on captured and local connections", "event"),
+            (Program::SkMsg, "capture_sk_msg", "sendmsg() calls seen by the sk_msg fast path, by verdict", "verdict"),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for event in Event::ALL.iter().filter(|e| e.program() == program) {

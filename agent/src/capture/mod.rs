@@ -36,8 +36,8 @@ use aya_log::EbpfLogger;
 pub use error::CaptureError;
 pub use pins::UninstallReport;
 use ward_common::{
-    CONFIG_LISTEN4, CONFIG_LISTEN6, CONFIG_SK_MSG, CaptureConfig, OrigDst, SockTuple, TargetAddr,
-    TargetPorts, map_names, program_names,
+    CONFIG_LISTEN4, CONFIG_LISTEN6, CONFIG_SK_MSG, CaptureConfig, OrigDst, SockTuple, TargetAddr, TargetPorts,
+    map_names, program_names,
 };
 
 use crate::policy::model::Target;
@@ -91,9 +91,7 @@ struct Listeners {
 impl Listeners {
     fn from_config(cfg: &crate::config::Capture) -> Result<Self, CaptureError> {
         match (cfg.listen, cfg.listen_v6) {
-            (l @ SocketAddr::V6(_), Some(v6)) => {
-                Err(CaptureError::ListenFamilies { listen: l, listen_v6: v6 })
-            }
+            (l @ SocketAddr::V6(_), Some(v6)) => Err(CaptureError::ListenFamilies { listen: l, listen_v6: v6 }),
             (l @ SocketAddr::V4(_), v6) => Ok(Listeners { v4: Some(l), v6 }),
             (l @ SocketAddr::V6(_), None) => Ok(Listeners { v4: None, v6: Some(l) }),
         }
@@ -196,8 +194,7 @@ impl Capture {
             if !stale.is_empty() {
                 tracing::warn!(?stale, "replaced outdated capture pins");
             }
-            let result =
-                attach_fresh(&mut ebpf, &layout, &cgroup_path, want_agent_sock_ops.then_some(agent_cgroup));
+            let result = attach_fresh(&mut ebpf, &layout, &cgroup_path, want_agent_sock_ops.then_some(agent_cgroup));
             if let Err(e) = result {
                 let _ = layout.remove_links_and_programs();
                 return Err(e);
@@ -389,15 +386,14 @@ fn attach_fresh(
             .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", cgroup.display()), e))?;
         pin_link(prog.take_link(id), layout.link(pins::SOCK_OPS))?;
         if let Some(agent) = agent_cgroup {
-            let id = prog.attach(open_dir(agent)?, LINK_MODE).map_err(|e| {
-                CaptureError::program(format!("attaching sock_ops to {}", agent.display()), e)
-            })?;
+            let id = prog
+                .attach(open_dir(agent)?, LINK_MODE)
+                .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", agent.display()), e))?;
             pin_link(prog.take_link(id), layout.link(pins::SOCK_OPS_AGENT))?;
         }
     }
 
-    for (name, pin) in [(program_names::CONNECT4, pins::CONNECT4), (program_names::CONNECT6, pins::CONNECT6)]
-    {
+    for (name, pin) in [(program_names::CONNECT4, pins::CONNECT4), (program_names::CONNECT6, pins::CONNECT6)] {
         let prog: &mut CgroupSockAddr = program(ebpf, name)?;
         prog.load().map_err(|e| CaptureError::program(format!("loading {pin}"), e))?;
         prog.pin(layout.prog(pin)).map_err(|e| pin_error(pin, e))?;
@@ -421,15 +417,14 @@ fn adopt_agent_sock_ops(
     let have = link.exists();
     if have && (agent_moved || !want) {
         // Unpinning drops the last reference: the link detaches.
-        std::fs::remove_file(&link)
-            .map_err(|e| CaptureError::io(format!("unpinning {}", link.display()), e))?;
+        std::fs::remove_file(&link).map_err(|e| CaptureError::io(format!("unpinning {}", link.display()), e))?;
     }
     if want && (!have || agent_moved) {
         let mut prog = SockOps::from_pin(layout.prog(pins::SOCK_OPS))
             .map_err(|e| CaptureError::program("opening the pinned sock_ops program", e))?;
-        let id = prog.attach(open_dir(agent_cgroup)?, LINK_MODE).map_err(|e| {
-            CaptureError::program(format!("attaching sock_ops to {}", agent_cgroup.display()), e)
-        })?;
+        let id = prog
+            .attach(open_dir(agent_cgroup)?, LINK_MODE)
+            .map_err(|e| CaptureError::program(format!("attaching sock_ops to {}", agent_cgroup.display()), e))?;
         pin_link(prog.take_link(id), link)?;
     }
     Ok(())

@@ -115,8 +115,7 @@ fn remove(path: &Path) -> Result<(), CaptureError> {
 /// BPF_LINK_DETACH, then unpin. Detaching explicitly matters: a link stays attached while any
 /// process (a running agent) holds an fd to it, so unpinning alone would not stop capture.
 fn detach_link(path: &Path) -> Result<(), CaptureError> {
-    let fd =
-        obj_get(path).map_err(|e| CaptureError::io(format!("opening pinned link {}", path.display()), e))?;
+    let fd = obj_get(path).map_err(|e| CaptureError::io(format!("opening pinned link {}", path.display()), e))?;
     link_detach(&fd).map_err(|e| CaptureError::io(format!("detaching link {}", path.display()), e))?;
     remove(path)
 }
@@ -143,12 +142,7 @@ fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     let attr = ObjGetAttr { pathname: c.as_ptr() as u64, ..Default::default() };
     // SAFETY: bpf(2) with a valid attr of the declared size; `c` outlives the call.
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &attr as *const ObjGetAttr,
-            std::mem::size_of::<ObjGetAttr>(),
-        )
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &attr as *const ObjGetAttr, std::mem::size_of::<ObjGetAttr>())
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());

@@ -10,19 +10,15 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_BPF: u32 = 39;
 
 pub fn check_capabilities() -> Result<(), CaptureError> {
-    let status = fs::read_to_string("/proc/self/status")
-        .map_err(|e| CaptureError::io("reading /proc/self/status", e))?;
+    let status =
+        fs::read_to_string("/proc/self/status").map_err(|e| CaptureError::io("reading /proc/self/status", e))?;
     let eff = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .unwrap_or(0);
     let missing = missing_capabilities(eff);
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(CaptureError::MissingPrivileges { missing: missing.join(", ") })
-    }
+    if missing.is_empty() { Ok(()) } else { Err(CaptureError::MissingPrivileges { missing: missing.join(", ") }) }
 }
 
 fn missing_capabilities(eff: u64) -> Vec<&'static str> {
@@ -47,11 +43,7 @@ pub fn check_kernel() -> Result<(), CaptureError> {
     let release = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_err(|e| CaptureError::io("reading /proc/sys/kernel/osrelease", e))?;
     let release = release.trim();
-    if at_least(release, (5, 7)) {
-        Ok(())
-    } else {
-        Err(CaptureError::KernelTooOld { found: release.to_owned() })
-    }
+    if at_least(release, (5, 7)) { Ok(()) } else { Err(CaptureError::KernelTooOld { found: release.to_owned() }) }
 }
 
 fn at_least(release: &str, min: (u32, u32)) -> bool {

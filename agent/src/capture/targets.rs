@@ -93,12 +93,9 @@ pub fn plan(targets: &[Target]) -> Result<Plan, CaptureError> {
             without_addresses += 1;
             continue;
         }
-        let ports =
-            if t.ports.is_empty() { Ports::Any } else { Ports::Some(t.ports.iter().copied().collect()) };
+        let ports = if t.ports.is_empty() { Ports::Any } else { Ports::Some(t.ports.iter().copied().collect()) };
         for cidr in &t.addresses {
-            own.entry(Prefix::from_net(cidr.0))
-                .and_modify(|p| p.merge(&ports))
-                .or_insert_with(|| ports.clone());
+            own.entry(Prefix::from_net(cidr.0)).and_modify(|p| p.merge(&ports)).or_insert_with(|| ports.clone());
         }
     }
     if own.len() > MAX_TARGETS as usize {

@@ -8,8 +8,8 @@ use std::{
 };
 
 use super::{
-    locate::{locate, FieldPath},
     Config,
+    locate::{FieldPath, locate},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,12 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         ConfigError::Invalid(Box::new(Invalid { origin: origin.to_owned(), line, column, field, message }))
     };
     if text.trim().is_empty() {
-        return Err(invalid(1, 1, String::new(), "the config file is empty (a ConfigMap key with no data?)".to_owned()));
+        return Err(invalid(
+            1,
+            1,
+            String::new(),
+            "the config file is empty (a ConfigMap key with no data?)".to_owned(),
+        ));
     }
     let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
@@ -91,27 +96,42 @@ pub fn check(c: &Config) -> Vec<(FieldPath, String)> {
             errs.push((at.clone().key("issuer"), format!("issuer {:?} is configured twice", iss.issuer)));
         }
         if iss.audiences.is_empty() || iss.audiences.iter().any(String::is_empty) {
-            errs.push((at.clone().key("audiences"), "list at least one non-empty audience: tokens without a matching aud are refused".to_owned()));
+            errs.push((
+                at.clone().key("audiences"),
+                "list at least one non-empty audience: tokens without a matching aud are refused".to_owned(),
+            ));
         }
         if iss.algorithms.is_empty() {
-            errs.push((at.clone().key("algorithms"), "list at least one algorithm (or omit the field for the default set)".to_owned()));
+            errs.push((
+                at.clone().key("algorithms"),
+                "list at least one algorithm (or omit the field for the default set)".to_owned(),
+            ));
         }
         for (name, uri) in [("jwksUri", &iss.jwks_uri), ("discoveryUri", &iss.discovery_uri)] {
             if let Some(uri) = uri
-                && let Err(e) = check_url(uri) {
-                    errs.push((at.clone().key(name), e));
-                }
-        }
-        if iss.jwks_uri.is_none() && iss.discovery_uri.is_none()
-            && let Err(e) = check_url(&iss.issuer) {
-                errs.push((at.clone().key("issuer"), format!("{e}; without jwksUri or discoveryUri the issuer must be a URL to discover keys from")));
+                && let Err(e) = check_url(uri)
+            {
+                errs.push((at.clone().key(name), e));
             }
+        }
+        if iss.jwks_uri.is_none()
+            && iss.discovery_uri.is_none()
+            && let Err(e) = check_url(&iss.issuer)
+        {
+            errs.push((
+                at.clone().key("issuer"),
+                format!("{e}; without jwksUri or discoveryUri the issuer must be a URL to discover keys from"),
+            ));
+        }
         if iss.max_token_bytes == 0 {
             errs.push((at.clone().key("maxTokenBytes"), "must be greater than 0".to_owned()));
         }
         let j = &iss.jwks;
         if j.min_refresh_seconds == 0 || j.min_refresh_seconds > j.max_refresh_seconds {
-            errs.push((at.clone().key("jwks").key("minRefreshSeconds"), format!("must be between 1 and maxRefreshSeconds ({})", j.max_refresh_seconds)));
+            errs.push((
+                at.clone().key("jwks").key("minRefreshSeconds"),
+                format!("must be between 1 and maxRefreshSeconds ({})", j.max_refresh_seconds),
+            ));
         }
         if j.fetch_timeout_millis == 0 {
             errs.push((at.clone().key("jwks").key("fetchTimeoutMillis"), "must be greater than 0".to_owned()));
@@ -121,26 +141,41 @@ pub fn check(c: &Config) -> Vec<(FieldPath, String)> {
         }
         for (k, h) in iss.from_headers.iter().enumerate() {
             if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
-                errs.push((at.clone().key("fromHeaders").index(k).key("name"), format!("{:?} is not a valid HTTP header name", h.name)));
+                errs.push((
+                    at.clone().key("fromHeaders").index(k).key("name"),
+                    format!("{:?} is not a valid HTTP header name", h.name),
+                ));
             }
         }
         for (k, h) in iss.output_claim_to_headers.iter().enumerate() {
             if http::HeaderName::from_bytes(h.header.as_bytes()).is_err() {
-                errs.push((at.clone().key("outputClaimToHeaders").index(k).key("header"), format!("{:?} is not a valid HTTP header name", h.header)));
+                errs.push((
+                    at.clone().key("outputClaimToHeaders").index(k).key("header"),
+                    format!("{:?} is not a valid HTTP header name", h.header),
+                ));
             }
             if h.claim.is_empty() {
-                errs.push((at.clone().key("outputClaimToHeaders").index(k).key("claim"), "must not be empty".to_owned()));
+                errs.push((
+                    at.clone().key("outputClaimToHeaders").index(k).key("claim"),
+                    "must not be empty".to_owned(),
+                ));
             }
         }
     }
     let mut names = HashSet::new();
     for (i, p) in c.policies.iter().enumerate() {
         if p.name.is_empty() || !names.insert(p.name.as_str()) {
-            errs.push((root.clone().key("policies").index(i).key("name"), format!("policy names must be unique and non-empty ({:?})", p.name)));
+            errs.push((
+                root.clone().key("policies").index(i).key("name"),
+                format!("policy names must be unique and non-empty ({:?})", p.name),
+            ));
         }
     }
     if !c.policies.is_empty() && c.issuers.is_empty() {
-        errs.push((root.clone().key("issuers"), "policies need at least one issuer to verify tokens against".to_owned()));
+        errs.push((
+            root.clone().key("issuers"),
+            "policies need at least one issuer to verify tokens against".to_owned(),
+        ));
     }
     let mut names = HashSet::new();
     let mut addrs = HashSet::new();
@@ -157,13 +192,15 @@ pub fn check(c: &Config) -> Vec<(FieldPath, String)> {
         }
     }
     if let (Some(admin), Some(cap)) = (&c.admin, &c.capture)
-        && admin.listen == cap.listen {
-            errs.push((root.clone().key("capture").key("listen"), "same address as admin.listen".to_owned()));
-        }
+        && admin.listen == cap.listen
+    {
+        errs.push((root.clone().key("capture").key("listen"), "same address as admin.listen".to_owned()));
+    }
     if let Some(admin) = &c.admin
-        && addrs.contains(&admin.listen) {
-            errs.push((root.clone().key("admin").key("listen"), "same address as a listener".to_owned()));
-        }
+        && addrs.contains(&admin.listen)
+    {
+        errs.push((root.clone().key("admin").key("listen"), "same address as a listener".to_owned()));
+    }
     let rate = c.audit.allow_sample_rate;
     if !(0.0..=1.0).contains(&rate) {
         errs.push((root.clone().key("audit").key("allowSampleRate"), "must be between 0 and 1".to_owned()));
@@ -240,14 +277,56 @@ admin:
     #[test]
     fn errors_name_file_line_column_and_field() {
         let cases: &[Case] = &[
-            ("unknown field", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    audience: y\n", (4, 5), "issuers[0]", "unknown field `audience`"),
-            ("bad type", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    clockSkewSeconds: soon\n", (4, 23), "issuers[0].clockSkewSeconds", "invalid type"),
-            ("bad alg", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    algorithms: [HS256]\n", (4, 17), "issuers[0].algorithms", "HMAC"),
+            (
+                "unknown field",
+                "issuers:\n  - issuer: https://a\n    audiences: [x]\n    audience: y\n",
+                (4, 5),
+                "issuers[0]",
+                "unknown field `audience`",
+            ),
+            (
+                "bad type",
+                "issuers:\n  - issuer: https://a\n    audiences: [x]\n    clockSkewSeconds: soon\n",
+                (4, 23),
+                "issuers[0].clockSkewSeconds",
+                "invalid type",
+            ),
+            (
+                "bad alg",
+                "issuers:\n  - issuer: https://a\n    audiences: [x]\n    algorithms: [HS256]\n",
+                (4, 17),
+                "issuers[0].algorithms",
+                "HMAC",
+            ),
             ("syntax", "issuers:\n  - issuer: https://a\n    audiences: [x\n", (4, 1), "", "did not find expected"),
-            ("empty audiences", "issuers:\n  - issuer: https://a\n    audiences: []\n", (3, 5), "issuers[0].audiences", "at least one"),
-            ("refresh bounds", "issuers:\n  - issuer: https://a\n    audiences: [x]\n    jwks: {minRefreshSeconds: 90000}\n", (4, 12), "issuers[0].jwks.minRefreshSeconds", "between"),
-            ("duplicate policy", "issuers: [{issuer: 'https://a', audiences: [x]}]\npolicies:\n  - {name: p, action: DENY}\n  - {name: p, action: DENY}\n", (4, 6), "policies[1].name", "unique"),
-            ("bad listen", "listeners:\n  - name: a\n    listen: localhost\n    upstream: 127.0.0.1:1\n", (3, 13), "listeners[0].listen", "invalid socket address"),
+            (
+                "empty audiences",
+                "issuers:\n  - issuer: https://a\n    audiences: []\n",
+                (3, 5),
+                "issuers[0].audiences",
+                "at least one",
+            ),
+            (
+                "refresh bounds",
+                "issuers:\n  - issuer: https://a\n    audiences: [x]\n    jwks: {minRefreshSeconds: 90000}\n",
+                (4, 12),
+                "issuers[0].jwks.minRefreshSeconds",
+                "between",
+            ),
+            (
+                "duplicate policy",
+                "issuers: [{issuer: 'https://a', audiences: [x]}]\npolicies:\n  - {name: p, action: DENY}\n  - {name: p, action: DENY}\n",
+                (4, 6),
+                "policies[1].name",
+                "unique",
+            ),
+            (
+                "bad listen",
+                "listeners:\n  - name: a\n    listen: localhost\n    upstream: 127.0.0.1:1\n",
+                (3, 13),
+                "listeners[0].listen",
+                "invalid socket address",
+            ),
             ("not a URL", "issuers:\n  - issuer: idp\n    audiences: [x]\n", (2, 5), "issuers[0].issuer", "http"),
         ];
         for (name, text, (line, col), field, needle) in cases {

@@ -11,5 +11,5 @@ pub mod metrics;
 mod types;
 pub mod watch;
 
-pub use load::{load_file, parse_str, ConfigError};
+pub use load::{ConfigError, load_file, parse_str};
 pub use types::*;

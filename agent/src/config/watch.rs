@@ -17,7 +17,7 @@ use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use super::{load_file, metrics::ReloadMetrics, Config};
+use super::{Config, load_file, metrics::ReloadMetrics};
 
 /// Applies a validated config; an `Err` (e.g. the kernel map could not be updated) counts
 /// as a failed reload.
@@ -197,7 +197,10 @@ mod tests {
         assert_eq!(metrics.last_reload_ok.get(), 1);
 
         kubelet_write(dir.path(), 3, BAD);
-        wait_for("refusal", || metrics.reloads.get_or_create(&super::super::metrics::ResultLabel { result: "error" }).get() == 1).await;
+        wait_for("refusal", || {
+            metrics.reloads.get_or_create(&super::super::metrics::ResultLabel { result: "error" }).get() == 1
+        })
+        .await;
         assert_eq!(metrics.last_reload_ok.get(), 0);
         assert_eq!(applied.lock().unwrap().len(), 1, "a bad file must never be applied");
 

@@ -9,10 +9,10 @@ use aws_lc_rs::{
     signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair},
 };
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::DevIdpError;
-use crate::jwt::{compact::B64, Algorithm, KeyFamily};
+use crate::jwt::{Algorithm, KeyFamily, compact::B64};
 
 enum Pair {
     Rsa(RsaKeyPair),
@@ -56,8 +56,12 @@ impl SigningKey {
         let keygen = |_| DevIdpError::KeyGeneration { alg };
         let pair = match alg.family() {
             KeyFamily::Rsa => Pair::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).map_err(keygen)?),
-            KeyFamily::EcP256 => Pair::Ec(EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(keygen)?),
-            KeyFamily::EcP384 => Pair::Ec(EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING).map_err(keygen)?),
+            KeyFamily::EcP256 => {
+                Pair::Ec(EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(keygen)?)
+            }
+            KeyFamily::EcP384 => {
+                Pair::Ec(EcdsaKeyPair::generate(&sig::ECDSA_P384_SHA384_FIXED_SIGNING).map_err(keygen)?)
+            }
             KeyFamily::Ed25519 => Pair::Ed(Ed25519KeyPair::generate().map_err(keygen)?),
         };
         Ok(Self { kid: kid.into(), alg, pair })
@@ -133,7 +137,12 @@ impl SigningKey {
     }
 
     /// A compact JWS over `claims` (used as given: see [`fill_claims`]).
-    pub fn mint(&self, alg: Option<Algorithm>, kid: &KidHeader, claims: &Map<String, Value>) -> Result<String, DevIdpError> {
+    pub fn mint(
+        &self,
+        alg: Option<Algorithm>,
+        kid: &KidHeader,
+        claims: &Map<String, Value>,
+    ) -> Result<String, DevIdpError> {
         let alg = alg.unwrap_or(self.alg);
         let mut header = Map::new();
         header.insert("alg".into(), json!(alg.as_str()));
@@ -201,10 +210,11 @@ mod tests {
 
     #[test]
     fn every_algorithm_mints_tokens_ward_accepts() {
-        let keys: Vec<SigningKey> = [Algorithm::RS256, Algorithm::PS384, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA]
-            .into_iter()
-            .map(|a| SigningKey::generate(a).expect("keygen"))
-            .collect();
+        let keys: Vec<SigningKey> =
+            [Algorithm::RS256, Algorithm::PS384, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA]
+                .into_iter()
+                .map(|a| SigningKey::generate(a).expect("keygen"))
+                .collect();
         let set = KeySet::parse(jwks_document(&keys).to_string().as_bytes()).expect("jwks");
         assert_eq!(set.len(), keys.len(), "ignored: {:?}", set.ignored());
         let mut claims = Map::new();
@@ -229,7 +239,10 @@ mod tests {
         assert_eq!(check(&set, &no_kid), Ok(()), "the single fitting key is used without kid");
         let pss = rsa.mint(Some(Algorithm::PS256), &KidHeader::Key, &claims).expect("mint");
         assert_eq!(check(&set, &pss), Err(Reason::KeyAlgMismatch), "the JWK declares RS256");
-        assert!(matches!(rsa.mint(Some(Algorithm::ES256), &KidHeader::Key, &claims), Err(DevIdpError::AlgDoesNotFitKey { .. })));
+        assert!(matches!(
+            rsa.mint(Some(Algorithm::ES256), &KidHeader::Key, &claims),
+            Err(DevIdpError::AlgDoesNotFitKey { .. })
+        ));
         let mut expired = claims.clone();
         expired.insert("exp".into(), json!(NOW - 3600));
         fill_claims(&mut expired, "http://idp.test", Some("api"), 3600, NOW);

@@ -3,25 +3,25 @@
 use std::{
     convert::Infallible,
     sync::{
-        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body::Frame;
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use super::{
-    mint::{self, KidHeader, SigningKey},
     DevIdpError, DevIdpOptions,
+    mint::{self, KidHeader, SigningKey},
 };
 use crate::{jwt::Algorithm, time::now_unix};
 
@@ -142,7 +142,10 @@ pub async fn serve(listener: TcpListener, opts: DevIdpOptions) -> Result<(), Dev
     }
 }
 
-#[expect(clippy::print_stdout, reason = "the bound address is the dev IdP's output: harnesses and the quick-start read it")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the bound address is the dev IdP's output: harnesses and the quick-start read it"
+)]
 fn announce(addr: &std::net::SocketAddr, issuer: &str) {
     println!("listening on http://{addr} issuer={issuer} (dev IdP: for demos and tests only, never production)");
 }
@@ -200,7 +203,10 @@ impl State {
                 reply(StatusCode::OK, key_listing(&keys))
             }
             (&Method::POST, "/fault") => {
-                let request = match read_json(body).await.and_then(|v| serde_json::from_value::<FaultRequest>(v).map_err(|e| e.to_string())) {
+                let request = match read_json(body)
+                    .await
+                    .and_then(|v| serde_json::from_value::<FaultRequest>(v).map_err(|e| e.to_string()))
+                {
                     Ok(r) => r,
                     Err(e) => return error(StatusCode::BAD_REQUEST, &e),
                 };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::{header, HeaderMap};
+use http::{HeaderMap, header};
 
 /// The freshness lifetime the response grants, if it says anything about it. `no-store` and
 /// `no-cache` grant none (zero, so the minimum refresh interval applies); a response without
@@ -31,11 +31,7 @@ pub fn freshness(headers: &HeaderMap) -> Option<Duration> {
     if no_cache {
         return Some(Duration::ZERO);
     }
-    let age = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| delta_seconds(v.trim()))
-        .unwrap_or(0);
+    let age = headers.get(header::AGE).and_then(|v| v.to_str().ok()).and_then(|v| delta_seconds(v.trim())).unwrap_or(0);
     max_age.map(|m| Duration::from_secs(m.saturating_sub(age)))
 }
 

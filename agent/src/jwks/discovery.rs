@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{fetch::parse_url, JwksError};
+use super::{JwksError, fetch::parse_url};
 
 /// `{issuer}/.well-known/openid-configuration`, with the issuer's terminating `/` removed
 /// first (Discovery §4).
@@ -67,7 +67,9 @@ mod tests {
     fn issuer_must_match_byte_for_byte() {
         let doc = json!({"issuer": "https://idp.example", "jwks_uri": "https://idp.example/keys"}).to_string();
         assert_eq!(jwks_uri(doc.as_bytes(), URL, "https://idp.example").expect("match"), "https://idp.example/keys");
-        for configured in ["https://idp.example/", "https://IDP.example", "http://idp.example", "https://idp.example:443"] {
+        for configured in
+            ["https://idp.example/", "https://IDP.example", "http://idp.example", "https://idp.example:443"]
+        {
             let err = jwks_uri(doc.as_bytes(), URL, configured).expect_err(configured);
             assert!(matches!(err, JwksError::IssuerMismatch { .. }), "{configured}: {err}");
             assert!(err.to_string().contains("byte-identical"), "message says what to check: {err}");

@@ -7,7 +7,9 @@ use crate::jwt::key::KeySetError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
-    #[error("{what} {url:?} is not a usable http(s) URL ({why}); check `issuer`, `jwksUri` and `discoveryUri` in the config")]
+    #[error(
+        "{what} {url:?} is not a usable http(s) URL ({why}); check `issuer`, `jwksUri` and `discoveryUri` in the config"
+    )]
     BadUrl { what: &'static str, url: String, why: String },
 
     #[error("cannot read caFile {path}: {source}; check the path and that the agent can read it")]
@@ -17,7 +19,9 @@ pub enum JwksError {
         source: std::io::Error,
     },
 
-    #[error("caFile {path} holds no usable PEM certificate ({why}); it must contain `-----BEGIN CERTIFICATE-----` blocks")]
+    #[error(
+        "caFile {path} holds no usable PEM certificate ({why}); it must contain `-----BEGIN CERTIFICATE-----` blocks"
+    )]
     CaFileInvalid { path: PathBuf, why: String },
 
     #[error("no trusted CA certificates: the system store is empty or unreadable ({why}) and no caFile is configured")]

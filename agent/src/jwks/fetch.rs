@@ -11,17 +11,17 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, Request, Uri};
+use http::{Request, Uri, header};
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use rustls::RootCertStore;
-use rustls_pki_types::{pem::PemObject, CertificateDer};
+use rustls_pki_types::{CertificateDer, pem::PemObject};
 
-use super::{cache_control, JwksError};
+use super::{JwksError, cache_control};
 
 /// A fetched document and how long the IdP says it stays fresh.
 #[derive(Debug)]
@@ -180,7 +180,9 @@ mod tests {
 
     #[test]
     fn json_media_types() {
-        for ok in ["application/json", "application/json; charset=utf-8", "application/jwk-set+json", "Application/JSON"] {
+        for ok in
+            ["application/json", "application/json; charset=utf-8", "application/jwk-set+json", "Application/JSON"]
+        {
             assert!(is_json(ok), "{ok} is JSON");
         }
         for bad in ["text/html", "text/html; charset=utf-8", "application/octet-stream", "text/plain", ""] {

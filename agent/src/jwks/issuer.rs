@@ -12,19 +12,19 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::{
+    JwksError,
     backoff::Backoff,
     cache_control, discovery,
     fetch::Fetcher,
     kid_gate::{Decision, KidGate},
     metrics::JwksMetrics,
     singleflight::{Flight, SingleFlight},
-    JwksError,
 };
 use crate::{
     config::{Issuer, JwksSettings},
     jwt::{
-        key::{IgnoredKey, KeySet, VerifyingKey},
         Algorithm,
+        key::{IgnoredKey, KeySet, VerifyingKey},
     },
     reason::Reason,
     time::now_unix,
@@ -87,8 +87,9 @@ impl Settings {
     }
 
     pub fn new(source: Source, timing: Timing, generation: u64) -> Self {
-        let fetcher =
-            Fetcher::new(source.ca_file.as_deref(), source.fetch_timeout, source.max_bytes).map(Arc::new).map_err(Arc::new);
+        let fetcher = Fetcher::new(source.ca_file.as_deref(), source.fetch_timeout, source.max_bytes)
+            .map(Arc::new)
+            .map_err(Arc::new);
         Self { source, timing, generation, fetcher }
     }
 }
@@ -393,7 +394,8 @@ impl IssuerKeys {
             }
         };
         let fetched = fetcher.get_json(&jwks_uri, "key set").await?;
-        let keys = KeySet::parse(&fetched.body).map_err(|source| JwksError::KeySet { url: jwks_uri.clone(), source })?;
+        let keys =
+            KeySet::parse(&fetched.body).map_err(|source| JwksError::KeySet { url: jwks_uri.clone(), source })?;
         if keys.is_empty() {
             return Err(JwksError::NoUsableKeys { url: jwks_uri, ignored: describe_ignored(keys.ignored()) });
         }
@@ -545,7 +547,10 @@ impl IssuerKeys {
             available,
             stale: matches!(c.health, Health::Stale | Health::Expired | Health::Failing),
             jwks_uri: current.as_ref().map(|l| l.jwks_uri.clone()),
-            keys: current.as_ref().map(|l| l.keys.keys().map(|k| k.kid().map(str::to_owned)).collect()).unwrap_or_default(),
+            keys: current
+                .as_ref()
+                .map(|l| l.keys.keys().map(|k| k.kid().map(str::to_owned)).collect())
+                .unwrap_or_default(),
             ignored_keys: current.as_ref().map(|l| l.keys.ignored().to_vec()).unwrap_or_default(),
             last_success_unix: current.as_ref().map(|l| l.fetched_unix),
             last_attempt_unix: c.last_attempt_unix,
@@ -565,7 +570,13 @@ fn describe_ignored(ignored: &[IgnoredKey]) -> String {
     }
     ignored
         .iter()
-        .map(|k| format!("kid {}: {}", k.kid.as_deref().map_or("(none)".to_owned(), |kid| format!("{:?}", short(kid))), k.why))
+        .map(|k| {
+            format!(
+                "kid {}: {}",
+                k.kid.as_deref().map_or("(none)".to_owned(), |kid| format!("{:?}", short(kid))),
+                k.why
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     config::Issuer,
-    jwt::{key::VerifyingKey, Algorithm},
+    jwt::{Algorithm, key::VerifyingKey},
     reason::Reason,
 };
 

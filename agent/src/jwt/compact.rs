@@ -1,8 +1,8 @@
 //! Compact JWS serialization (RFC 7515 §7.1), parsed with no leniency.
 
 use base64::{
-    engine::{general_purpose::GeneralPurpose, DecodePaddingMode, GeneralPurposeConfig},
-    alphabet, Engine,
+    Engine, alphabet,
+    engine::{DecodePaddingMode, GeneralPurposeConfig, general_purpose::GeneralPurpose},
 };
 
 use crate::reason::Reason;
@@ -31,8 +31,7 @@ pub struct Compact<'a> {
 /// whitespace and non-alphabet bytes are all refused.
 pub fn split(token: &str) -> Result<Compact<'_>, Reason> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Reason::MalformedCompact);
     };
     if h.is_empty() || p.is_empty() || s.is_empty() {

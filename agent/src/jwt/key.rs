@@ -7,8 +7,8 @@ use std::{
     collections::{HashMap, HashSet},
     fmt,
     sync::{
-        atomic::{AtomicBool, Ordering},
         Arc,
+        atomic::{AtomicBool, Ordering},
     },
 };
 
@@ -17,7 +17,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{compact::B64, json, Algorithm, KeyFamily};
+use super::{Algorithm, KeyFamily, compact::B64, json};
 use crate::reason::Reason;
 
 /// Smallest RSA modulus accepted (RFC 8725 §3.5; NIST SP 800-131A).
@@ -70,10 +70,7 @@ impl VerifyingKey {
     /// Verify `signature` over `message`. ECDSA signatures must be fixed-length R‖S
     /// (RFC 7518 §3.4): the FIXED aws-lc algorithms refuse DER and wrong lengths.
     pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-        self.parsed
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
+        self.parsed.iter().find(|(a, _)| *a == alg).is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
     }
 
     pub fn is_live(&self) -> bool {
@@ -132,15 +129,17 @@ impl KeySet {
         let mut seen = HashSet::new();
         for key in &set.keys {
             if let Some(kid) = &key.kid
-                && !seen.insert(kid.clone()) {
-                    set.ambiguous.insert(kid.clone());
-                }
+                && !seen.insert(kid.clone())
+            {
+                set.ambiguous.insert(kid.clone());
+            }
         }
         for (i, key) in set.keys.iter().enumerate() {
             if let Some(kid) = &key.kid
-                && !set.ambiguous.contains(kid) {
-                    set.by_kid.insert(kid.clone(), i);
-                }
+                && !set.ambiguous.contains(kid)
+            {
+                set.by_kid.insert(kid.clone(), i);
+            }
         }
         for kid in &set.ambiguous {
             set.ignored.push(IgnoredKey { kid: Some(kid.clone()), why: "kid appears more than once".to_owned() });
@@ -150,7 +149,8 @@ impl KeySet {
 
     /// Usable keys.
     pub fn len(&self) -> usize {
-        self.keys.len() - self.keys.iter().filter(|k| k.kid.as_ref().is_some_and(|kid| self.ambiguous.contains(kid))).count()
+        self.keys.len()
+            - self.keys.iter().filter(|k| k.kid.as_ref().is_some_and(|kid| self.ambiguous.contains(kid))).count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -176,9 +176,10 @@ impl KeySet {
                 if key.fits(alg) { Ok(key.clone()) } else { Err(Reason::KeyAlgMismatch) }
             }
             None => {
-                let mut fitting = self.keys.iter().filter(|k| {
-                    k.fits(alg) && !k.kid.as_ref().is_some_and(|kid| self.ambiguous.contains(kid))
-                });
+                let mut fitting = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.fits(alg) && !k.kid.as_ref().is_some_and(|kid| self.ambiguous.contains(kid)));
                 match (fitting.next(), fitting.next()) {
                     (Some(key), None) => Ok(key.clone()),
                     (None, _) => Err(Reason::UnknownKey),
@@ -224,9 +225,10 @@ fn b64_member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, &'static 
 
 fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyingKey, &'static str> {
     if let Some(u) = string(jwk, "use")?
-        && u != "sig" {
-            return Err("use is not \"sig\"");
-        }
+        && u != "sig"
+    {
+        return Err("use is not \"sig\"");
+    }
     if let Some(ops) = jwk.get("key_ops") {
         let ops = ops.as_array().ok_or("key_ops is not an array")?;
         if !ops.iter().any(|o| o.as_str() == Some("verify")) {
@@ -293,9 +295,10 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyingKey, &'static str> {
         _ => return Err("unknown kty"),
     };
     if let Some(alg) = declared_alg
-        && alg.family() != family {
-            return Err("alg disagrees with the key type");
-        }
+        && alg.family() != family
+    {
+        return Err("alg disagrees with the key type");
+    }
     let algs: Vec<Algorithm> = match declared_alg {
         Some(a) => vec![a],
         None => Algorithm::DEFAULT_ALLOWLIST.iter().copied().filter(|a| a.family() == family).collect(),

@@ -8,9 +8,9 @@ mod alg;
 pub mod compact;
 pub mod json;
 pub mod key;
-pub mod validate;
 /// Test and benchmark signing keys (never built into the agent for production use).
 #[cfg(any(test, feature = "bench"))]
 pub mod testkeys;
+pub mod validate;
 
 pub use alg::{Algorithm, KeyFamily};

@@ -2,9 +2,9 @@
 //! that tests can shape (kid and alg present or not).
 
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{compact::B64, Algorithm};
+use super::{Algorithm, compact::B64};
 use crate::devidp::mint::SigningKey;
 
 #[derive(Debug)]

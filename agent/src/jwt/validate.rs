@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{compact, json, key::VerifyingKey, Algorithm};
+use super::{Algorithm, compact, json, key::VerifyingKey};
 use crate::{config::Issuer, reason::Reason};
 
 /// A token split, decoded and parsed, whose signature is not yet checked. Nothing in it may
@@ -160,12 +160,7 @@ impl IssuerRules {
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(Reason::BadClaimType),
         };
-        Ok(CheckedClaims {
-            subject: string_claim("sub")?,
-            presenter: string_claim("azp")?,
-            audiences,
-            expires_at: exp,
-        })
+        Ok(CheckedClaims { subject: string_claim("sub")?, presenter: string_claim("azp")?, audiences, expires_at: exp })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::*;
 use crate::{
@@ -67,7 +67,9 @@ fn with(mut v: Value, k: &str, x: Value) -> Value {
 #[test]
 fn accepts_each_algorithm_family() {
     let f = fixture();
-    for (key, alg, kid) in [(&f.rsa, Algorithm::RS256, "r1"), (&f.ec, Algorithm::ES256, "e1"), (&f.ed, Algorithm::EdDSA, "d1")] {
+    for (key, alg, kid) in
+        [(&f.rsa, Algorithm::RS256, "r1"), (&f.ec, Algorithm::ES256, "e1"), (&f.ed, Algorithm::EdDSA, "d1")]
+    {
         let t = tok(key, alg, json!({"alg": alg.as_str(), "kid": kid, "typ": "JWT"}), claims());
         let c = validate(&f, &t).unwrap_or_else(|r| panic!("{alg} token refused: {r}"));
         assert_eq!(c.subject.as_deref(), Some("alice"));
@@ -111,10 +113,23 @@ fn table_of_rejections() {
         ("JWE five segments", format!("{gh}.{gp}.{gs}.{gs}.{gs}"), Reason::MalformedCompact),
         ("padding", format!("{gh}.{gp}.{gs}="), Reason::BadBase64),
         ("whitespace", format!("{gh}.{gp}.{gs} "), Reason::BadBase64),
-        ("standard base64 alphabet", format!("{gh}.{gp}.{}", gs.replace('-', "+").replace('_', "/") + "+"), Reason::BadBase64),
+        (
+            "standard base64 alphabet",
+            format!("{gh}.{gp}.{}", gs.replace('-', "+").replace('_', "/") + "+"),
+            Reason::BadBase64,
+        ),
         ("header not JSON", format!("{}.{gp}.{gs}", B64.encode("not json")), Reason::BadJson),
-        ("duplicate header member", format!("{}.{gp}.{gs}", B64.encode(r#"{"alg":"RS256","alg":"none"}"#)), Reason::BadJson),
-        ("duplicate claim", rs(h("RS256"), json!(0)).replace(&enc(&json!(0)), &B64.encode(r#"{"iss":"https://idp.test","iss":"https://evil"}"#)), Reason::BadJson),
+        (
+            "duplicate header member",
+            format!("{}.{gp}.{gs}", B64.encode(r#"{"alg":"RS256","alg":"none"}"#)),
+            Reason::BadJson,
+        ),
+        (
+            "duplicate claim",
+            rs(h("RS256"), json!(0))
+                .replace(&enc(&json!(0)), &B64.encode(r#"{"iss":"https://idp.test","iss":"https://evil"}"#)),
+            Reason::BadJson,
+        ),
         ("payload array", rs(h("RS256"), json!([1])), Reason::BadJson),
         ("alg none", format!("{}.{gp}.{gs}", enc(&json!({"alg": "none"}))), Reason::AlgNone),
         ("alg NoNe", format!("{}.{gp}.{gs}", enc(&json!({"alg": "NoNe"}))), Reason::AlgNone),
@@ -129,9 +144,21 @@ fn table_of_rejections() {
         ("iss trailing slash", rs(h("RS256"), with(claims(), "iss", json!(format!("{ISS}/")))), Reason::UnknownIssuer),
         ("unknown kid", rs(json!({"alg": "RS256", "kid": "nope"}), claims()), Reason::UnknownKey),
         ("key type mismatch", rs(json!({"alg": "RS256", "kid": "e1"}), claims()), Reason::KeyAlgMismatch),
-        ("declared alg mismatch", tok(&f.rsa, Algorithm::RS384, json!({"alg": "RS384", "kid": "r1"}), claims()), Reason::KeyAlgMismatch),
-        ("tampered payload", format!("{gh}.{}.{gs}", enc(&with(claims(), "role", json!("admin")))), Reason::BadSignature),
-        ("signature by another key", tok(&TestKey::rsa(), Algorithm::RS256, h("RS256"), claims()), Reason::BadSignature),
+        (
+            "declared alg mismatch",
+            tok(&f.rsa, Algorithm::RS384, json!({"alg": "RS384", "kid": "r1"}), claims()),
+            Reason::KeyAlgMismatch,
+        ),
+        (
+            "tampered payload",
+            format!("{gh}.{}.{gs}", enc(&with(claims(), "role", json!("admin")))),
+            Reason::BadSignature,
+        ),
+        (
+            "signature by another key",
+            tok(&TestKey::rsa(), Algorithm::RS256, h("RS256"), claims()),
+            Reason::BadSignature,
+        ),
         ("ES256 DER signature", ec_der_sig, Reason::BadSignature),
         ("aud missing", rs(h("RS256"), with(claims(), "aud", Value::Null)), Reason::BadAudience),
         ("aud other", rs(h("RS256"), with(claims(), "aud", json!("other"))), Reason::BadAudience),
@@ -144,7 +171,11 @@ fn table_of_rejections() {
         ("nbf string", rs(h("RS256"), with(claims(), "nbf", json!("0"))), Reason::NotYetValid),
         ("iat future beyond skew", rs(h("RS256"), with(claims(), "iat", json!(NOW + 61))), Reason::BadIssuedAt),
         ("iat bool", rs(h("RS256"), with(claims(), "iat", json!(true))), Reason::BadIssuedAt),
-        ("lifetime too long", rs(h("RS256"), with(with(claims(), "iat", json!(NOW - 10)), "exp", json!(NOW + 86_400))), Reason::LifetimeTooLong),
+        (
+            "lifetime too long",
+            rs(h("RS256"), with(with(claims(), "iat", json!(NOW - 10)), "exp", json!(NOW + 86_400))),
+            Reason::LifetimeTooLong,
+        ),
         ("sub number", rs(h("RS256"), with(claims(), "sub", json!(42))), Reason::BadClaimType),
     ];
     for (name, token, want) in cases {
@@ -218,10 +249,13 @@ fn key_hygiene() {
 #[test]
 fn duplicate_kid_is_unusable_and_kidless_needs_exactly_one() {
     let (a, b) = (TestKey::rsa(), TestKey::rsa());
-    let dup = KeySet::parse(json!({"keys": [a.jwk(Some("k"), None), b.jwk(Some("k"), None)]}).to_string().as_bytes()).unwrap();
+    let dup = KeySet::parse(json!({"keys": [a.jwk(Some("k"), None), b.jwk(Some("k"), None)]}).to_string().as_bytes())
+        .unwrap();
     assert_eq!(dup.select(Some("k"), Algorithm::RS256).unwrap_err(), Reason::AmbiguousKey);
 
-    let one = KeySet::parse(json!({"keys": [a.jwk(None, None), TestKey::p256().jwk(None, None)]}).to_string().as_bytes()).unwrap();
+    let one =
+        KeySet::parse(json!({"keys": [a.jwk(None, None), TestKey::p256().jwk(None, None)]}).to_string().as_bytes())
+            .unwrap();
     let key = one.select(None, Algorithm::RS256).expect("single RSA key fits");
     let t = tok(&a, Algorithm::RS256, json!({"alg": "RS256"}), claims());
     parse(&t, 8192).unwrap().check_signature(&key).expect("kid-less token verifies");
@@ -234,10 +268,13 @@ fn duplicate_kid_is_unusable_and_kidless_needs_exactly_one() {
 #[test]
 fn succession_keeps_unchanged_keys_and_retires_removed_ones() {
     let (a, b, c) = (TestKey::rsa(), TestKey::rsa(), TestKey::p256());
-    let old = KeySet::parse(json!({"keys": [a.jwk(Some("a"), None), b.jwk(Some("b"), None)]}).to_string().as_bytes()).unwrap();
+    let old = KeySet::parse(json!({"keys": [a.jwk(Some("a"), None), b.jwk(Some("b"), None)]}).to_string().as_bytes())
+        .unwrap();
     let old_a = old.select(Some("a"), Algorithm::RS256).unwrap();
     let old_b = old.select(Some("b"), Algorithm::RS256).unwrap();
-    let mut new = KeySet::parse(json!({"keys": [a.jwk(Some("a"), None), c.jwk(Some("c"), None)]}).to_string().as_bytes()).unwrap();
+    let mut new =
+        KeySet::parse(json!({"keys": [a.jwk(Some("a"), None), c.jwk(Some("c"), None)]}).to_string().as_bytes())
+            .unwrap();
     new.succeed(&old);
     assert!(Arc::ptr_eq(&old_a, &new.select(Some("a"), Algorithm::RS256).unwrap()), "unchanged key keeps its identity");
     assert!(old_a.is_live());

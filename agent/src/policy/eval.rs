@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    model::{Action, Cidr, Condition, ConditionKey, Operation, PortValue, Policy, Rule, Source, Target, Values},
+    model::{Action, Cidr, Condition, ConditionKey, Operation, Policy, PortValue, Rule, Source, Target, Values},
     pattern::Pattern,
 };
 use crate::{authn::Identity, reason::Reason};
@@ -84,13 +84,20 @@ impl PolicySet {
             // any valid token.
             let (applies, host_ok) = match &policy.target {
                 None => (true, true),
-                Some(t) if policy.action == Action::Allow => (target_covers_address(t, req), target_covers_host(t, req)),
+                Some(t) if policy.action == Action::Allow => {
+                    (target_covers_address(t, req), target_covers_host(t, req))
+                }
                 Some(t) => (target_covers(t, req), true),
             };
             let matched =
                 if applies && host_ok { policy.rules.iter().position(|r| rule_matches(r, req)) } else { None };
             if let Some(trace) = trace.as_deref_mut() {
-                trace.push(PolicyTrace { policy: name.clone(), action: policy.action.as_str(), applies, matched_rule: matched });
+                trace.push(PolicyTrace {
+                    policy: name.clone(),
+                    action: policy.action.as_str(),
+                    applies,
+                    matched_rule: matched,
+                });
             }
             if !applies {
                 continue;
@@ -181,7 +188,9 @@ fn strip_port(host: &str) -> Option<&str> {
 
 fn condition_matches(c: &Condition, req: &RequestAttrs<'_>) -> bool {
     match (&c.key, &c.values, &c.not_values) {
-        (ConditionKey::SourceIp, Values::Ips(inc), Values::Ips(exc)) => field(inc, exc, |n| n.contains(req.source.ip())),
+        (ConditionKey::SourceIp, Values::Ips(inc), Values::Ips(exc)) => {
+            field(inc, exc, |n| n.contains(req.source.ip()))
+        }
         (ConditionKey::DestinationIp, Values::Ips(inc), Values::Ips(exc)) => {
             field(inc, exc, |n| n.contains(req.destination.ip()))
         }
@@ -214,12 +223,9 @@ fn string_values(key: &ConditionKey, req: &RequestAttrs<'_>) -> Vec<String> {
         ConditionKey::Principal => id.principal().into_iter().collect(),
         ConditionKey::Audiences => id.audiences.clone(),
         ConditionKey::Presenter => id.presenter.clone().into_iter().collect(),
-        ConditionKey::Header(name) => req
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect(),
+        ConditionKey::Header(name) => {
+            req.headers.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect()
+        }
         ConditionKey::SourceIp => vec![req.source.ip().to_string()],
         ConditionKey::DestinationIp => vec![req.destination.ip().to_string()],
         ConditionKey::DestinationPort => vec![req.destination.port().to_string()],

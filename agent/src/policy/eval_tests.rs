@@ -29,11 +29,19 @@ struct Req {
 }
 
 fn req(method: &'static str, path: &'static str) -> Req {
-    Req { method, path, host: Some("backend.default:8080"), source: "10.0.0.5:40000", dest: "10.200.0.3:8080", headers: http::HeaderMap::new() }
+    Req {
+        method,
+        path,
+        host: Some("backend.default:8080"),
+        source: "10.0.0.5:40000",
+        dest: "10.200.0.3:8080",
+        headers: http::HeaderMap::new(),
+    }
 }
 
 fn eval(policies_yaml: &str, r: &Req, id: &Identity) -> Verdict {
-    let policies: Vec<Policy> = serde_yaml_ng::from_str(policies_yaml).unwrap_or_else(|e| panic!("policy yaml: {e}\n{policies_yaml}"));
+    let policies: Vec<Policy> =
+        serde_yaml_ng::from_str(policies_yaml).unwrap_or_else(|e| panic!("policy yaml: {e}\n{policies_yaml}"));
     let set = PolicySet::new(&policies);
     let facts = RequestFacts {
         method: r.method,
@@ -57,7 +65,8 @@ const READER_API: &str = r#"
 
 #[test]
 fn table() {
-    let alice = identity(json!({"sub": "alice", "role": "reader", "groups": ["dev", "ops"], "email": "user@example.com",
+    let alice =
+        identity(json!({"sub": "alice", "role": "reader", "groups": ["dev", "ops"], "email": "user@example.com",
         "realm_access": {"roles": ["admin", "user"]}, "level": 3, "verified": true, "azp": "web"}));
     let bob = identity(json!({"sub": "bob", "role": "writer"}));
     let mut with_header = req("GET", "/x");
@@ -68,46 +77,252 @@ fn table() {
         ("wrong method", READER_API, req("POST", "/api/items"), &alice, Reason::NoAllowMatch),
         ("wrong path", READER_API, req("GET", "/admin"), &alice, Reason::NoAllowMatch),
         ("no policies: any valid token", "[]", req("DELETE", "/"), &bob, Reason::Allowed),
-        ("allow with no rules allows nothing", "[{name: n, action: ALLOW}]", req("GET", "/"), &alice, Reason::NoAllowMatch),
-        ("allow with empty rule allows all", "[{name: n, action: ALLOW, rules: [{}]}]", req("GET", "/"), &bob, Reason::Allowed),
+        (
+            "allow with no rules allows nothing",
+            "[{name: n, action: ALLOW}]",
+            req("GET", "/"),
+            &alice,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "allow with empty rule allows all",
+            "[{name: n, action: ALLOW, rules: [{}]}]",
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
         ("deny with no rules denies nothing", "[{name: n, action: DENY}]", req("GET", "/"), &alice, Reason::Allowed),
-        ("deny before allow", r#"
+        (
+            "deny before allow",
+            r#"
 - {name: a, action: ALLOW, rules: [{}]}
 - {name: d, action: DENY, rules: [{to: [{operation: {paths: ["/admin*"]}}]}]}
-"#, req("GET", "/admin/x"), &alice, Reason::DeniedByPolicy),
+"#,
+            req("GET", "/admin/x"),
+            &alice,
+            Reason::DeniedByPolicy,
+        ),
         ("audit only records", "[{name: au, action: AUDIT, rules: [{}]}]", req("GET", "/"), &alice, Reason::Allowed),
-        ("list claim any element", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", values: ["ops"]}]}]}]"#, req("GET", "/"), &alice, Reason::Allowed),
-        ("list claim none", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", values: ["qa"]}]}]}]"#, req("GET", "/"), &alice, Reason::NoAllowMatch),
-        ("nested claim", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[realm_access][roles]", values: ["admin"]}]}]}]"#, req("GET", "/"), &alice, Reason::Allowed),
-        ("nested claim absent", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[realm_access][roles]", values: ["admin"]}]}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
-        ("notValues on list", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", notValues: ["ops"]}]}]}]"#, req("GET", "/"), &alice, Reason::NoAllowMatch),
-        ("notValues on absent claim passes", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", notValues: ["ops"]}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("presence", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[email]", values: ["*"]}]}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
-        ("suffix", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[email]", values: ["*@example.com"]}]}]}]"#, req("GET", "/"), &alice, Reason::Allowed),
-        ("number claim", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[level]", values: ["3"]}]}]}]"#, req("GET", "/"), &alice, Reason::Allowed),
-        ("bool claim", r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[verified]", values: ["true"]}]}]}]"#, req("GET", "/"), &alice, Reason::Allowed),
-        ("principal", r#"[{name: p, action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["https://idp.test/alice"]}}]}]}]"#, req("GET", "/"), &alice, Reason::Allowed),
-        ("principal prefix", r#"[{name: p, action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["https://idp.test/*"]}}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("notRequestPrincipals", r#"[{name: p, action: DENY, rules: [{from: [{source: {notRequestPrincipals: ["*/alice"]}}]}]}]"#, req("GET", "/"), &bob, Reason::DeniedByPolicy),
-        ("ipBlocks", r#"[{name: p, action: ALLOW, rules: [{from: [{source: {ipBlocks: ["10.0.0.0/24"]}}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("notIpBlocks", r#"[{name: p, action: ALLOW, rules: [{from: [{source: {notIpBlocks: ["10.0.0.0/24"]}}]}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
-        ("principal key", r#"[{name: p, action: ALLOW, rules: [{when: [{key: request.auth.principal, values: ["https://idp.test/bob"]}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("audiences key", r#"[{name: p, action: ALLOW, rules: [{when: [{key: request.auth.audiences, values: ["api"]}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("presenter key", r#"[{name: p, action: ALLOW, rules: [{when: [{key: request.auth.presenter, values: ["web"]}]}]}]"#, req("GET", "/"), &alice, Reason::Allowed),
-        ("header key", r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.headers[X-Tenant]", values: ["blue"]}]}]}]"#, with_header, &bob, Reason::Allowed),
-        ("source.ip", r#"[{name: p, action: DENY, rules: [{when: [{key: source.ip, values: ["10.0.0.5"]}]}]}]"#, req("GET", "/"), &bob, Reason::DeniedByPolicy),
-        ("destination.ip cidr", r#"[{name: p, action: ALLOW, rules: [{when: [{key: destination.ip, values: ["10.200.0.0/16"]}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("destination.port", r#"[{name: p, action: ALLOW, rules: [{when: [{key: destination.port, notValues: ["8080"]}]}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
-        ("hosts ignore case and port", r#"[{name: p, action: ALLOW, rules: [{to: [{operation: {hosts: ["Backend.Default"]}}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("ports as strings", r#"[{name: p, action: ALLOW, rules: [{to: [{operation: {ports: ["8080"]}}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("notPaths", r#"[{name: p, action: ALLOW, rules: [{to: [{operation: {notPaths: ["/x*"]}}]}]}]"#, req("GET", "/x/y"), &bob, Reason::NoAllowMatch),
-        ("target elsewhere: allow does not apply", r#"[{name: p, action: ALLOW, target: {addresses: ["10.9.9.9"]}, rules: [{when: [{key: "request.auth.claims[role]", values: ["nobody"]}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("target here: allow applies", r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.0/24"], ports: [8080]}, rules: [{when: [{key: "request.auth.claims[role]", values: ["nobody"]}]}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
-        ("target other port", r#"[{name: p, action: DENY, target: {addresses: ["10.200.0.3"], ports: [9090]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("allow target by host: other Host cannot escape it", r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.3"], hosts: ["api.internal"]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::NoAllowMatch),
-        ("allow target by host: matching Host", r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.3"], hosts: ["backend.default"]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("deny target by host: other Host not denied", r#"[{name: p, action: DENY, target: {hosts: ["api.internal"]}, rules: [{}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("keycloak example", r#"
+        (
+            "list claim any element",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", values: ["ops"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::Allowed,
+        ),
+        (
+            "list claim none",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", values: ["qa"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "nested claim",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[realm_access][roles]", values: ["admin"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::Allowed,
+        ),
+        (
+            "nested claim absent",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[realm_access][roles]", values: ["admin"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "notValues on list",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", notValues: ["ops"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "notValues on absent claim passes",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[groups]", notValues: ["ops"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "presence",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[email]", values: ["*"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "suffix",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[email]", values: ["*@example.com"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::Allowed,
+        ),
+        (
+            "number claim",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[level]", values: ["3"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::Allowed,
+        ),
+        (
+            "bool claim",
+            r#"[{name: g, action: ALLOW, rules: [{when: [{key: "request.auth.claims[verified]", values: ["true"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::Allowed,
+        ),
+        (
+            "principal",
+            r#"[{name: p, action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["https://idp.test/alice"]}}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::Allowed,
+        ),
+        (
+            "principal prefix",
+            r#"[{name: p, action: ALLOW, rules: [{from: [{source: {requestPrincipals: ["https://idp.test/*"]}}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "notRequestPrincipals",
+            r#"[{name: p, action: DENY, rules: [{from: [{source: {notRequestPrincipals: ["*/alice"]}}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::DeniedByPolicy,
+        ),
+        (
+            "ipBlocks",
+            r#"[{name: p, action: ALLOW, rules: [{from: [{source: {ipBlocks: ["10.0.0.0/24"]}}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "notIpBlocks",
+            r#"[{name: p, action: ALLOW, rules: [{from: [{source: {notIpBlocks: ["10.0.0.0/24"]}}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "principal key",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: request.auth.principal, values: ["https://idp.test/bob"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "audiences key",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: request.auth.audiences, values: ["api"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "presenter key",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: request.auth.presenter, values: ["web"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::Allowed,
+        ),
+        (
+            "header key",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.headers[X-Tenant]", values: ["blue"]}]}]}]"#,
+            with_header,
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "source.ip",
+            r#"[{name: p, action: DENY, rules: [{when: [{key: source.ip, values: ["10.0.0.5"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::DeniedByPolicy,
+        ),
+        (
+            "destination.ip cidr",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: destination.ip, values: ["10.200.0.0/16"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "destination.port",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: destination.port, notValues: ["8080"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "hosts ignore case and port",
+            r#"[{name: p, action: ALLOW, rules: [{to: [{operation: {hosts: ["Backend.Default"]}}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "ports as strings",
+            r#"[{name: p, action: ALLOW, rules: [{to: [{operation: {ports: ["8080"]}}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "notPaths",
+            r#"[{name: p, action: ALLOW, rules: [{to: [{operation: {notPaths: ["/x*"]}}]}]}]"#,
+            req("GET", "/x/y"),
+            &bob,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "target elsewhere: allow does not apply",
+            r#"[{name: p, action: ALLOW, target: {addresses: ["10.9.9.9"]}, rules: [{when: [{key: "request.auth.claims[role]", values: ["nobody"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "target here: allow applies",
+            r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.0/24"], ports: [8080]}, rules: [{when: [{key: "request.auth.claims[role]", values: ["nobody"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "target other port",
+            r#"[{name: p, action: DENY, target: {addresses: ["10.200.0.3"], ports: [9090]}, rules: [{}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "allow target by host: other Host cannot escape it",
+            r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.3"], hosts: ["api.internal"]}, rules: [{}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "allow target by host: matching Host",
+            r#"[{name: p, action: ALLOW, target: {addresses: ["10.200.0.3"], hosts: ["backend.default"]}, rules: [{}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "deny target by host: other Host not denied",
+            r#"[{name: p, action: DENY, target: {hosts: ["api.internal"]}, rules: [{}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "keycloak example",
+            r#"
 - name: backend-authz
   action: ALLOW
   rules:
@@ -115,9 +330,25 @@ fn table() {
       when:
         - {key: "request.auth.claims[iss]", values: ["http://keycloak.keycloak.svc.cluster.local/realms/myrealm"]}
         - {key: "request.auth.claims[email]", values: ["user@example.com"]}
-"#, req("GET", "/data"), &alice, Reason::NoAllowMatch),
-        ("multiple rules: any", r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claims[role]", values: ["x"]}]}, {when: [{key: "request.auth.claims[role]", values: ["writer"]}]}]}]"#, req("GET", "/"), &bob, Reason::Allowed),
-        ("conditions in a rule: all", r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claims[role]", values: ["reader"]}, {key: "request.auth.claims[email]", values: ["nobody@x"]}]}]}]"#, req("GET", "/"), &alice, Reason::NoAllowMatch),
+"#,
+            req("GET", "/data"),
+            &alice,
+            Reason::NoAllowMatch,
+        ),
+        (
+            "multiple rules: any",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claims[role]", values: ["x"]}]}, {when: [{key: "request.auth.claims[role]", values: ["writer"]}]}]}]"#,
+            req("GET", "/"),
+            &bob,
+            Reason::Allowed,
+        ),
+        (
+            "conditions in a rule: all",
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claims[role]", values: ["reader"]}, {key: "request.auth.claims[email]", values: ["nobody@x"]}]}]}]"#,
+            req("GET", "/"),
+            &alice,
+            Reason::NoAllowMatch,
+        ),
     ];
     for (name, yaml, r, id, want) in cases {
         assert_eq!(eval(yaml, &r, id).reason, want, "case {name:?}");
@@ -139,8 +370,14 @@ fn verdict_names_the_deciding_policy_and_audits() {
 #[test]
 fn bad_policies_are_refused_at_load() {
     for (yaml, needle) in [
-        (r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claim[role]", values: ["x"]}]}]}]"#, "unknown condition key"),
-        (r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claims[role]"}]}]}]"#, "needs values or notValues"),
+        (
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claim[role]", values: ["x"]}]}]}]"#,
+            "unknown condition key",
+        ),
+        (
+            r#"[{name: p, action: ALLOW, rules: [{when: [{key: "request.auth.claims[role]"}]}]}]"#,
+            "needs values or notValues",
+        ),
         (r#"[{name: p, action: ALLOW, rules: [{when: [{key: source.ip, values: ["10.0.0.300"]}]}]}]"#, "not an IP"),
         (r#"[{name: p, action: ALLOW, rules: [{when: [{key: destination.port, values: ["http"]}]}]}]"#, "not a port"),
         (r#"[{name: p, action: PERMIT}]"#, "unknown variant"),

@@ -136,10 +136,9 @@ impl TryFrom<PortRepr> for PortValue {
     fn try_from(v: PortRepr) -> Result<Self, String> {
         match v {
             PortRepr::Num(n) => Ok(PortValue(n)),
-            PortRepr::Str(s) => s
-                .parse()
-                .map(PortValue)
-                .map_err(|_| format!("port {s:?} is not a number between 0 and 65535")),
+            PortRepr::Str(s) => {
+                s.parse().map(PortValue).map_err(|_| format!("port {s:?} is not a number between 0 and 65535"))
+            }
         }
     }
 }
@@ -360,16 +359,11 @@ impl FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, String> {
         if let Ok(net) = s.parse::<IpNet>() {
             if net.trunc() != net {
-                return Err(format!(
-                    "{s:?} has host bits set; did you mean {}?",
-                    net.trunc()
-                ));
+                return Err(format!("{s:?} has host bits set; did you mean {}?", net.trunc()));
             }
             return Ok(Cidr(net));
         }
-        s.parse::<IpAddr>()
-            .map(|ip| Cidr(IpNet::from(ip)))
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+        s.parse::<IpAddr>().map(|ip| Cidr(IpNet::from(ip))).map_err(|_| format!("{s:?} is not an IP address or CIDR"))
     }
 }
 

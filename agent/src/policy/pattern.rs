@@ -23,9 +23,9 @@ impl Pattern {
         // Bytes, not a str slice: index 1 may fall inside a multi-byte character.
         let inner_star = s.len() > 2 && s.as_bytes()[1..s.len() - 1].contains(&b'*');
         match (prefix_star, suffix_star) {
-            _ if inner_star => Err(format!(
-                "{s:?}: '*' may only stand at the start or the end of a value (Istio semantics)"
-            )),
+            _ if inner_star => {
+                Err(format!("{s:?}: '*' may only stand at the start or the end of a value (Istio semantics)"))
+            }
             (true, true) => Err(format!("{s:?}: use either a prefix (abc*) or a suffix (*abc) match, not both")),
             (true, false) => Ok(Pattern::Suffix(s[1..].to_owned())),
             (false, true) => Ok(Pattern::Prefix(s[..s.len() - 1].to_owned())),
@@ -119,7 +119,9 @@ mod tests {
     /// panicked (str slice inside a character), taking the config loader down with it.
     #[test]
     fn non_ascii_values() {
-        for (pat, value, want) in [("ñandú", "ñandú", true), ("ñ*", "ñu", true), ("*ú", "ñandú", true), ("é", "e", false)] {
+        for (pat, value, want) in
+            [("ñandú", "ñandú", true), ("ñ*", "ñu", true), ("*ú", "ñandú", true), ("é", "e", false)]
+        {
             let p = Pattern::parse(pat).unwrap_or_else(|e| panic!("parse {pat}: {e}"));
             assert_eq!(p.matches(value), want, "{pat} on {value}");
             assert_eq!(p.to_string(), pat);

@@ -12,7 +12,12 @@ use super::{
     metrics::Rejection,
 };
 
-pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, route: Route, shutdown: Shutdown) -> Result<(), ProxyError> {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    route: Route,
+    shutdown: Shutdown,
+) -> Result<(), ProxyError> {
     let local = listener.local_addr().map_err(ProxyError::LocalAddr)?;
     let env = Env { shutdown: shutdown.clone(), hard_stop: CancellationToken::new(), tracker: TaskTracker::new() };
     let fixed_name: Arc<str> = match &route {

@@ -154,7 +154,10 @@ fn parse_bearer(value: &[u8]) -> Result<&str, Reason> {
     }
     let rest = &value[SCHEME.len()..];
     let token = rest.trim_ascii_start();
-    if token.len() == rest.len() || !rest.starts_with(b" ") || rest[..rest.len() - token.len()].iter().any(|b| *b != b' ') {
+    if token.len() == rest.len()
+        || !rest.starts_with(b" ")
+        || rest[..rest.len() - token.len()].iter().any(|b| *b != b' ')
+    {
         return Err(Reason::MalformedAuthorization);
     }
     if !is_b64token(token) {
@@ -183,15 +186,12 @@ fn query_values<'q>(query: &'q str, name: &str) -> impl Iterator<Item = Option<C
 
 /// Values of cookie `name` across all `Cookie` headers (RFC 6265 §5.4: `name=value; ...`).
 fn cookie_values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).filter_map(
+        move |pair| {
             let (k, v) = pair.trim().split_once('=')?;
             (k.trim() == name).then(|| v.trim().trim_matches('"'))
-        })
+        },
+    )
 }
 
 /// Decode `%XX` escapes; `None` if an escape is broken or the result is not UTF-8.

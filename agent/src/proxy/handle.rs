@@ -67,7 +67,11 @@ pub async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<Proxy
     }
 }
 
-async fn serve_one(ctx: Arc<ConnCtx>, mut req: Request<Incoming>, in_flight: &mut Option<InFlight>) -> Response<ProxyBody> {
+async fn serve_one(
+    ctx: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+    in_flight: &mut Option<InFlight>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let snap = ctx.proxy.enforcer.snapshot();
     let config = snap.config.clone();
@@ -235,7 +239,8 @@ async fn tunnel(
 /// Size of the request head as sent in HTTP/1.1: request line plus `name: value\r\n` lines.
 fn head_bytes<B>(req: &Request<B>) -> usize {
     let uri = req.uri();
-    let target = uri.path_and_query().map_or(1, |pq| pq.as_str().len()) + uri.authority().map_or(0, |a| a.as_str().len());
+    let target =
+        uri.path_and_query().map_or(1, |pq| pq.as_str().len()) + uri.authority().map_or(0, |a| a.as_str().len());
     let line = req.method().as_str().len() + " ".len() + target + " HTTP/1.1\r\n".len();
     req.headers().iter().fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }

@@ -87,8 +87,7 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, issuers: &[Issuer]) {
             }
         }
     }
-    let ward: Vec<HeaderName> =
-        headers.keys().filter(|k| k.as_str().starts_with("x-ward-")).cloned().collect();
+    let ward: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("x-ward-")).cloned().collect();
     for name in ward {
         headers.remove(name);
     }
@@ -244,7 +243,9 @@ mod tests {
         .expect("issuer");
         let mut m = h(&[("x-user", "forged"), ("x-missing", "forged"), ("x-ward-anything", "forged"), ("x-keep", "1")]);
         strip_identity_headers(&mut m, std::slice::from_ref(&issuer));
-        assert!(get(&m, "x-user").is_empty() && get(&m, "x-missing").is_empty() && get(&m, "x-ward-anything").is_empty());
+        assert!(
+            get(&m, "x-user").is_empty() && get(&m, "x-missing").is_empty() && get(&m, "x-ward-anything").is_empty()
+        );
         assert_eq!(get(&m, "x-keep"), vec!["1"]);
 
         let claims = serde_json::json!({
@@ -274,7 +275,8 @@ mod tests {
 
     #[test]
     fn forwarded_headers() {
-        let mut m = h(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8"), ("x-forwarded-proto", "https")]);
+        let mut m =
+            h(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8"), ("x-forwarded-proto", "https")]);
         set_forwarded(&mut m, "10.0.0.1".parse().expect("ip"));
         assert_eq!(get(&m, "x-forwarded-for"), vec!["1.2.3.4, 5.6.7.8, 10.0.0.1"]);
         assert_eq!(get(&m, "x-forwarded-proto"), vec!["http"]);

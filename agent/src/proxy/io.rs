@@ -69,10 +69,7 @@ impl ConnState {
         // still bounds such a connection.)
         if self.track_heads
             && self.in_flight.load(Ordering::Acquire) == 0
-            && self
-                .head_started_ms
-                .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+            && self.head_started_ms.compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         {
             self.head_started.notify_one();
         }

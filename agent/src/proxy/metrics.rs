@@ -60,9 +60,10 @@ impl ProxyMetrics {
         let m = Self {
             requests: Family::default(),
             // 100 µs .. ~3.3 s
-            upstream_duration: Histogram::new(
-                [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
-            ),
+            upstream_duration: Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                30.0,
+            ]),
             active_connections: Gauge::default(),
             connections: Counter::default(),
             rejected: Family::default(),

@@ -90,7 +90,12 @@ impl Proxy {
 
     /// Serve one listener until `shutdown` fires, then let in-flight requests finish within
     /// `proxy.shutdownGraceSeconds` and return.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, route: Route, shutdown: Shutdown) -> Result<(), ProxyError> {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        route: Route,
+        shutdown: Shutdown,
+    ) -> Result<(), ProxyError> {
         accept::serve(self, listener, route, shutdown).await
     }
 

@@ -52,10 +52,9 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let (Some(hi), Some(lo)) = (
-                    bytes.get(i + 1).copied().and_then(hex_val),
-                    bytes.get(i + 2).copied().and_then(hex_val),
-                ) else {
+                let (Some(hi), Some(lo)) =
+                    (bytes.get(i + 1).copied().and_then(hex_val), bytes.get(i + 2).copied().and_then(hex_val))
+                else {
                     return Err(PathError::BadPercent);
                 };
                 let value = hi << 4 | lo;

@@ -27,11 +27,11 @@ pub fn status_for(reason: Reason) -> StatusCode {
 /// gRPC status code for an HTTP status (gRPC's HTTP-to-gRPC mapping).
 fn grpc_status(status: StatusCode) -> u8 {
     match status.as_u16() {
-        401 => 16, // UNAUTHENTICATED
-        403 => 7,  // PERMISSION_DENIED
-        404 => 12, // UNIMPLEMENTED
+        401 => 16,                   // UNAUTHENTICATED
+        403 => 7,                    // PERMISSION_DENIED
+        404 => 12,                   // UNIMPLEMENTED
         429 | 502 | 503 | 504 => 14, // UNAVAILABLE
-        _ => 13,   // INTERNAL
+        _ => 13,                     // INTERNAL
     }
 }
 
@@ -132,12 +132,16 @@ mod tests {
             (
                 Reason::MalformedAuthorization,
                 401,
-                Some("Bearer realm=\"ward\", error=\"invalid_token\", error_description=\"Authorization header is not 'Bearer <token>'\""),
+                Some(
+                    "Bearer realm=\"ward\", error=\"invalid_token\", error_description=\"Authorization header is not 'Bearer <token>'\"",
+                ),
             ),
             (
                 Reason::NoAllowMatch,
                 403,
-                Some("Bearer realm=\"ward\", error=\"insufficient_scope\", error_description=\"no policy allows this request\""),
+                Some(
+                    "Bearer realm=\"ward\", error=\"insufficient_scope\", error_description=\"no policy allows this request\"",
+                ),
             ),
             (Reason::KeysUnavailable, 503, None),
             (Reason::UpstreamUnreachable, 502, None),

@@ -123,7 +123,13 @@ impl Harness {
         Self::start_with(extra_yaml, keys_loaded, upstream_addr, seen, release).await
     }
 
-    async fn start_with(extra_yaml: &str, keys_loaded: bool, upstream_addr: SocketAddr, seen: Seen, release: Arc<Notify>) -> Self {
+    async fn start_with(
+        extra_yaml: &str,
+        keys_loaded: bool,
+        upstream_addr: SocketAddr,
+        seen: Seen,
+        release: Arc<Notify>,
+    ) -> Self {
         let config = crate::config::parse_str(&format!("{CONFIG}{extra_yaml}"), "test").expect("test config is valid");
         let key = TestKey::p256();
         let mut sets = HashMap::new();
@@ -131,7 +137,8 @@ impl Harness {
             let doc = json!({"keys": [key.jwk(Some("k1"), Some("ES256"))]}).to_string();
             sets.insert(ISSUER.to_owned(), KeySet::parse(doc.as_bytes()).expect("test key set"));
         }
-        let authn = Authenticator::new(Arc::new(StaticKeys(sets)), &config.cache, Arc::new(AuthnMetrics::unregistered()));
+        let authn =
+            Authenticator::new(Arc::new(StaticKeys(sets)), &config.cache, Arc::new(AuthnMetrics::unregistered()));
         let enforcer = Arc::new(Enforcer::new(authn, Arc::new(config)));
         let mut registry = Registry::with_prefix("ward");
         let metrics = Arc::new(ProxyMetrics::new(&mut registry));
@@ -175,7 +182,10 @@ fn get(path: &str, auth: Option<&str>) -> Request<Empty<Bytes>> {
     b.body(Empty::new()).expect("request")
 }
 
-async fn send(sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>, req: Request<Empty<Bytes>>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    req: Request<Empty<Bytes>>,
+) -> (StatusCode, http::HeaderMap, Vec<u8>) {
     sender.ready().await.expect("connection still usable");
     let resp = sender.send_request(req).await.expect("response");
     let (parts, body) = resp.into_parts();
@@ -198,7 +208,10 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 async fn every_request_on_a_keep_alive_connection_is_checked() {
     let h = Harness::start("", true).await;
     let good = format!("Bearer {}", h.token(json!({})));
-    let forged = format!("Bearer {}", TestKey::p256().sign_raw(Algorithm::ES256, r#"{"alg":"ES256","kid":"k1"}"#, r#"{"iss":"https://idp.test"}"#));
+    let forged = format!(
+        "Bearer {}",
+        TestKey::p256().sign_raw(Algorithm::ES256, r#"{"alg":"ES256","kid":"k1"}"#, r#"{"iss":"https://idp.test"}"#)
+    );
     let mut conn = h.h1().await;
 
     let (s, _, _) = send(&mut conn, get("/a", Some(&good))).await;
@@ -277,7 +290,8 @@ async fn http2_goes_upstream_as_http2() {
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2 handshake");
     tokio::spawn(conn);
     for (auth, want) in [(Some(format!("Bearer {token}")), StatusCode::OK), (None, StatusCode::UNAUTHORIZED)] {
-        let mut b = Request::get("http://api.test/grpc.health.v1.Health/Check").header("content-type", "application/grpc");
+        let mut b =
+            Request::get("http://api.test/grpc.health.v1.Health/Check").header("content-type", "application/grpc");
         if let Some(a) = &auth {
             b = b.header("authorization", a);
         }
@@ -354,7 +368,11 @@ async fn connections_over_the_limit_are_closed_at_once() {
     let mut over = TcpStream::connect(h.addr).await.expect("the kernel still accepts");
     let _ = over.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert!(read_to_close(&mut over).await.is_empty(), "closed without an answer");
-    assert!(h.metrics().contains("ward_proxy_rejected_connections_total{reason=\"max_connections\"} 1"), "{}", h.metrics());
+    assert!(
+        h.metrics().contains("ward_proxy_rejected_connections_total{reason=\"max_connections\"} 1"),
+        "{}",
+        h.metrics()
+    );
     assert!(h.metrics().contains("ward_active_connections 3"), "{}", h.metrics());
 }
 
@@ -425,7 +443,9 @@ async fn idle_connections_are_closed() {
     let h = Harness::start("  idleTimeoutSeconds: 1\n", true).await;
     let good = format!("Bearer {}", h.token(json!({})));
     let mut s = TcpStream::connect(h.addr).await.expect("connect");
-    s.write_all(format!("GET /one HTTP/1.1\r\nhost: api\r\nauthorization: {good}\r\n\r\n").as_bytes()).await.expect("write");
+    s.write_all(format!("GET /one HTTP/1.1\r\nhost: api\r\nauthorization: {good}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
     // The answer arrives, then, with nothing more sent, the connection is closed by ward.
     let answer = String::from_utf8_lossy(&read_to_close(&mut s).await).into_owned();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

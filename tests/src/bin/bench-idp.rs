@@ -14,7 +14,9 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         let idp = ward_e2e::issuer::TestIdp::start().await;
-        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("write {name}: {e}"))
+        };
         write("token", &idp.mint("bench", "api", json!({})));
         let mut all = String::with_capacity(n * 400);
         for i in 0..n {

@@ -34,11 +34,7 @@ static EAGAIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 
 /// `read`, retrying EAGAIN on a blocking socket (counted). A read timeout, set only by the
 /// client, still ends the wait: its deadline is checked here.
-fn read_retrying(
-    r: &mut impl io::Read,
-    buf: &mut [u8],
-    deadline: Option<std::time::Instant>,
-) -> io::Result<usize> {
+fn read_retrying(r: &mut impl io::Read, buf: &mut [u8], deadline: Option<std::time::Instant>) -> io::Result<usize> {
     loop {
         match r.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
