@@ -48,7 +48,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     let mut capture = None;
     let metrics = Arc::new(Metrics::new(|registry| {
         if let Some(cfg) = &config.capture {
-            let targets = crate::policy::eval::PolicySet::new(&config.policies).targets();
+            let targets = crate::policy::eval::targets(&config.policies);
             capture = Some(Capture::attach(cfg, &targets, registry).map(Arc::new));
         }
         parts = Some((
@@ -120,7 +120,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
             // new policies are live, and captured destinations always need a valid token, so
             // the window fails closed rather than open.
             if let Some(capture) = &capture {
-                let targets = crate::policy::eval::PolicySet::new(&next.policies).targets();
+                let targets = crate::policy::eval::targets(&next.policies);
                 capture.sync_targets(&targets).map_err(|e| format!("cannot update the kernel target map: {e}"))?;
             }
             keys.sync_issuers(&next.issuers);

@@ -122,11 +122,11 @@ impl PolicySet {
         };
         Verdict { reason, policy, audited_by }
     }
+}
 
-    /// Every policy target: what capture redirects. A policy without a target contributes none.
-    pub fn targets(&self) -> Vec<Target> {
-        self.policies.iter().filter_map(|(_, p)| p.target.clone()).collect()
-    }
+/// The targets of these policies (what capture redirects); a policy without a target adds none.
+pub fn targets<'p>(policies: impl IntoIterator<Item = &'p Policy>) -> Vec<Target> {
+    policies.into_iter().filter_map(|p| p.target.clone()).collect()
 }
 
 /// Does a policy's `target` cover this destination?
@@ -155,8 +155,10 @@ fn field<T>(include: &[T], exclude: &[T], matches: impl Fn(&T) -> bool) -> bool 
 }
 
 fn source_matches(s: &Source, req: &RequestAttrs<'_>) -> bool {
-    let principal = req.identity.principal();
-    let principal_matches = |p: &Pattern| principal.as_deref().is_some_and(|v| p.matches(v));
+    // `iss/sub` is formatted only for sources that name principals, not on every request.
+    let principal =
+        (!s.request_principals.is_empty() || !s.not_request_principals.is_empty()).then(|| req.identity.principal());
+    let principal_matches = |p: &Pattern| principal.as_ref().and_then(Option::as_deref).is_some_and(|v| p.matches(v));
     let ip = req.source.ip();
     let ip_matches = |c: &Cidr| c.contains(ip);
     field(&s.request_principals, &s.not_request_principals, principal_matches)
