@@ -104,7 +104,8 @@ fn accepted(name: &str, s: &TcpStream) {
     say(&format!("accepted name={name} peer={peer} local={local}"));
 }
 
-fn serve(name: &str, addrs: &[String]) {
+/// Accept on every address, one thread per connection, until killed.
+fn serve_each(name: &str, addrs: &[String], conn: fn(&str, TcpStream)) {
     let listeners: Vec<TcpListener> = addrs.iter().map(|a| bind(a)).collect();
     let mut handles = Vec::new();
     for l in listeners {
@@ -112,22 +113,28 @@ fn serve(name: &str, addrs: &[String]) {
         handles.push(thread::spawn(move || {
             for s in l.incoming().flatten() {
                 let name = name.clone();
-                thread::spawn(move || {
-                    accepted(&name, &s);
-                    let mut w = s.try_clone().expect("clone");
-                    if w.write_all(format!("{name}\n").as_bytes()).is_err() {
-                        return;
-                    }
-                    let mut r = s;
-                    let _ = copy(&mut r, &mut w);
-                    let _ = w.shutdown(Shutdown::Write);
-                });
+                thread::spawn(move || conn(&name, s));
             }
         }));
     }
     for h in handles {
         let _ = h.join();
     }
+}
+
+fn serve(name: &str, addrs: &[String]) {
+    serve_each(name, addrs, echo_conn);
+}
+
+fn echo_conn(name: &str, s: TcpStream) {
+    accepted(name, &s);
+    let mut w = s.try_clone().expect("clone");
+    if w.write_all(format!("{name}\n").as_bytes()).is_err() {
+        return;
+    }
+    let mut r = s;
+    let _ = copy(&mut r, &mut w);
+    let _ = w.shutdown(Shutdown::Write);
 }
 
 fn proxy(name: &str, listen: &str, upstream: &str) {
@@ -233,20 +240,7 @@ fn quiet() -> bool {
 }
 
 fn http_serve(name: &str, addrs: &[String]) {
-    let listeners: Vec<TcpListener> = addrs.iter().map(|a| bind(a)).collect();
-    let mut handles = Vec::new();
-    for l in listeners {
-        let name = name.to_owned();
-        handles.push(thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                let name = name.clone();
-                thread::spawn(move || http_conn(&name, s));
-            }
-        }));
-    }
-    for h in handles {
-        let _ = h.join();
-    }
+    serve_each(name, addrs, http_conn);
 }
 
 fn http_conn(name: &str, s: TcpStream) {
