@@ -29,15 +29,13 @@ pub enum AppError {
     Bind { what: String, addr: std::net::SocketAddr, source: std::io::Error },
 }
 
-/// Everything a running agent shares.
+/// What the admin endpoint reads from the running agent.
 #[derive(Debug)]
 pub struct Agent {
     pub metrics: Arc<Metrics>,
     pub ready: Ready,
     pub keys: Arc<KeyStore>,
     pub enforcer: Arc<Enforcer>,
-    pub proxy: Arc<Proxy>,
-    pub reload_metrics: Arc<ReloadMetrics>,
 }
 
 pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
@@ -70,14 +68,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), AppError> {
     let authn = Authenticator::new(keys.clone(), &config.cache, authn_metrics);
     let enforcer = Arc::new(Enforcer::new(authn, config.clone()));
     let proxy = Proxy::new(enforcer.clone(), proxy_metrics, audit);
-    let agent = Agent {
-        metrics,
-        ready: ready.clone(),
-        keys: keys.clone(),
-        enforcer: enforcer.clone(),
-        proxy: proxy.clone(),
-        reload_metrics: reload_metrics.clone(),
-    };
+    let agent = Agent { metrics, ready: ready.clone(), keys: keys.clone(), enforcer: enforcer.clone() };
 
     let mut capture_error: Option<String> = None;
     let shutdown = Shutdown::new();
