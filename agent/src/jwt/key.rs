@@ -246,7 +246,8 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<VerifyingKey, &'static str> {
             let n = b64_member(jwk, "n")?;
             let e = b64_member(jwk, "e")?;
             let n_trim = trim_zeros(&n);
-            let bits = n_trim.len() * 8 - n_trim.first().map_or(8, |b| b.leading_zeros() as usize);
+            // An empty or all-zero modulus has 0 bits (and must not underflow).
+            let bits = n_trim.first().map_or(0, |b| n_trim.len() * 8 - b.leading_zeros() as usize);
             if bits < MIN_RSA_BITS {
                 return Err("RSA modulus shorter than 2048 bits");
             }

@@ -226,6 +226,7 @@ fn key_hygiene() {
         ("alg disagrees", rsa.jwk(Some("a"), Some("ES256"))),
         ("alg unknown", rsa.jwk(Some("a"), Some("RSA-OAEP"))),
         ("rsa 1024", small_rsa),
+        ("rsa zero modulus (found by fuzzing)", json!({"kty": "RSA", "kid": "z", "n": "AAAA", "e": "AQAB"})),
         ("point not on curve", off_curve),
         ("P-521", json!({"kty": "EC", "crv": "P-521", "kid": "a", "x": "AA", "y": "AA"})),
     ];
